@@ -1,1 +1,7 @@
-//! placeholder
+//! Test fixtures for the gateway: a real RTSP server on loopback ([`RtspFixture`]) and a GStreamer decoder that
+//! counts what a viewer would see ([`decode`]). Used by integration tests only.
+
+pub mod decode;
+mod rtsp_fixture;
+
+pub use rtsp_fixture::{FixtureCodec, FixtureError, FixtureOptions, RtspFixture};

@@ -1,0 +1,67 @@
+//! Decoding helper for tests: feeds Annex-B access units through GStreamer's parser and libav decoder and counts
+//! the pictures that come out, so a test asserts what a viewer would see.
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+/// Codec of the access units to decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeCodec {
+    H264,
+    H265,
+}
+
+/// Decodes Annex-B access units; returns (decoded pictures, width, height of the last one).
+pub fn decode_annex_b(codec: DecodeCodec, access_units: &[Vec<u8>]) -> Result<(usize, u32, u32), String> {
+    gst::init().map_err(|e| e.to_string())?;
+    let (caps, parse, dec) = match codec {
+        DecodeCodec::H264 => ("video/x-h264,stream-format=byte-stream,alignment=au", "h264parse", "avdec_h264"),
+        DecodeCodec::H265 => ("video/x-h265,stream-format=byte-stream,alignment=au", "h265parse", "avdec_h265"),
+    };
+    let launch = format!(
+        "appsrc name=src caps=\"{caps}\" format=time ! {parse} ! {dec} ! videoconvert ! video/x-raw,format=I420 \
+         ! appsink name=sink sync=false"
+    );
+    let pipeline = gst::parse::launch(&launch)
+        .map_err(|e| e.to_string())?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_string())?;
+    let src = pipeline
+        .by_name("src")
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        .ok_or("no appsrc")?;
+    let sink = pipeline
+        .by_name("sink")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or("no appsink")?;
+    pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
+    let feeder = {
+        let aus = access_units.to_vec();
+        std::thread::spawn(move || {
+            for (i, au) in aus.into_iter().enumerate() {
+                let mut buf = gst::Buffer::from_mut_slice(au);
+                {
+                    let b = buf.get_mut().expect("fresh buffer");
+                    b.set_pts(gst::ClockTime::from_mseconds(i as u64 * 33));
+                }
+                if src.push_buffer(buf).is_err() {
+                    break;
+                }
+            }
+            let _ = src.end_of_stream();
+        })
+    };
+    let mut count = 0;
+    let (mut width, mut height) = (0, 0);
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
+        count += 1;
+        if let Some(s) = sample.caps().and_then(|c| c.structure(0).map(|s| s.to_owned())) {
+            width = s.get::<i32>("width").unwrap_or(0) as u32;
+            height = s.get::<i32>("height").unwrap_or(0) as u32;
+        }
+    }
+    let _ = feeder.join();
+    let _ = pipeline.set_state(gst::State::Null);
+    Ok((count, width, height))
+}

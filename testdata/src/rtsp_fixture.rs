@@ -1,0 +1,226 @@
+//! A real RTSP server for tests: gstreamer-rtsp-server on 127.0.0.1 serving a live test pattern as H.264 or H.265,
+//! over TCP and UDP, optionally behind digest auth, that can be stopped (dropping connected clients) and started
+//! again on the same port to exercise reconnects.
+//!
+//! Each fixture runs its own GLib main loop on its own thread, so fixtures in one test process don't interfere.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer_rtsp_server as rtsp_server;
+use rtsp_server::prelude::*;
+
+/// Codec the fixture serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FixtureCodec {
+    H264,
+    H265,
+}
+
+/// What the fixture serves.
+#[derive(Clone, Debug)]
+pub struct FixtureOptions {
+    pub codec: FixtureCodec,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    /// Frames between keyframes.
+    pub gop: u32,
+    pub bitrate_kbps: u32,
+    /// Digest auth user and password.
+    pub auth: Option<(String, String)>,
+    /// Mount path, starting with `/`.
+    pub path: String,
+}
+
+impl Default for FixtureOptions {
+    fn default() -> Self {
+        FixtureOptions {
+            codec: FixtureCodec::H264,
+            width: 320,
+            height: 240,
+            fps: 25,
+            gop: 25,
+            bitrate_kbps: 500,
+            auth: None,
+            path: "/cam".into(),
+        }
+    }
+}
+
+/// Why the fixture could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    #[error("GStreamer: {0}")]
+    Gst(String),
+    #[error("server thread ended before it was serving")]
+    Thread,
+}
+
+/// A running (or stopped) RTSP server. Dropping it stops the server.
+pub struct RtspFixture {
+    opts: FixtureOptions,
+    port: u16,
+    running: Option<Running>,
+}
+
+struct Running {
+    main_loop: glib::MainLoop,
+    thread: JoinHandle<()>,
+}
+
+impl RtspFixture {
+    /// Starts serving on a free loopback port.
+    pub fn start(opts: FixtureOptions) -> Result<RtspFixture, FixtureError> {
+        gst::init().map_err(|e| FixtureError::Gst(e.to_string()))?;
+        let mut fixture = RtspFixture {
+            opts,
+            port: 0,
+            running: None,
+        };
+        fixture.serve()?;
+        Ok(fixture)
+    }
+
+    /// `rtsp://127.0.0.1:PORT/path`, without credentials.
+    pub fn url(&self) -> String {
+        format!("rtsp://127.0.0.1:{}{}", self.port, self.opts.path)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops serving: closes every client connection and frees the port.
+    pub fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.main_loop.quit();
+            let _ = r.thread.join();
+        }
+    }
+
+    /// Serves again on the same port.
+    pub fn restart(&mut self) -> Result<(), FixtureError> {
+        self.stop();
+        // The kernel may take a moment to release the port after the listener closes.
+        let mut last = None;
+        for _ in 0..50 {
+            match self.serve() {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(last.unwrap_or(FixtureError::Thread))
+    }
+
+    fn launch_line(&self) -> String {
+        let o = &self.opts;
+        let enc = match o.codec {
+            FixtureCodec::H264 => format!(
+                "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={} bitrate={} \
+                 ! rtph264pay name=pay0 pt=96 config-interval=-1",
+                o.gop, o.bitrate_kbps
+            ),
+            FixtureCodec::H265 => format!(
+                "x265enc tune=zerolatency speed-preset=ultrafast key-int-max={} bitrate={} \
+                 option-string=open-gop=0:repeat-headers=1 ! rtph265pay name=pay0 pt=96 config-interval=-1",
+                o.gop, o.bitrate_kbps
+            ),
+        };
+        format!(
+            "( videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {enc} )",
+            o.width, o.height, o.fps
+        )
+    }
+
+    fn serve(&mut self) -> Result<(), FixtureError> {
+        let (tx, rx) = mpsc::channel();
+        let launch = self.launch_line();
+        let opts = self.opts.clone();
+        let want_port = self.port;
+        let thread = std::thread::Builder::new()
+            .name("rtsp-fixture".into())
+            .spawn(move || {
+                let ctx = glib::MainContext::new();
+                let _guard = match ctx.acquire() {
+                    Ok(g) => g,
+                    Err(e) => {
+                        let _ = tx.send(Err(FixtureError::Gst(e.to_string())));
+                        return;
+                    }
+                };
+                let main_loop = glib::MainLoop::new(Some(&ctx), false);
+                let server = rtsp_server::RTSPServer::new();
+                server.set_address("127.0.0.1");
+                server.set_service(&want_port.to_string());
+                let factory = rtsp_server::RTSPMediaFactory::new();
+                factory.set_launch(&launch);
+                factory.set_shared(true);
+                factory.set_protocols(gstreamer_rtsp::RTSPLowerTrans::TCP | gstreamer_rtsp::RTSPLowerTrans::UDP);
+                if let Some((user, pass)) = &opts.auth {
+                    let auth = rtsp_server::RTSPAuth::new();
+                    let token = rtsp_server::RTSPToken::builder()
+                        .field(rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
+                        .build();
+                    auth.add_digest(user, pass, &token);
+                    auth.set_supported_methods(gstreamer_rtsp::RTSPAuthMethod::Digest);
+                    server.set_auth(Some(&auth));
+                    factory.add_role_from_structure(
+                        &gst::Structure::builder("user")
+                            .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                            .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                            .build(),
+                    );
+                }
+                server
+                    .mount_points()
+                    .expect("server has mount points")
+                    .add_factory(&opts.path, factory);
+                let source = match server.attach(Some(&ctx)) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx.send(Err(FixtureError::Gst(e.to_string())));
+                        return;
+                    }
+                };
+                let _ = tx.send(Ok((server.bound_port() as u16, main_loop.clone())));
+                main_loop.run();
+                // Stop accepting, then drop every client (their sockets close) and every session.
+                if let Some(s) = ctx.find_source_by_id(&source) {
+                    s.destroy();
+                }
+                server.client_filter(Some(&mut |_, client| {
+                    client.close();
+                    rtsp_server::RTSPFilterResult::Remove
+                }));
+                if let Some(pool) = server.session_pool() {
+                    pool.filter(Some(&mut |_, _| rtsp_server::RTSPFilterResult::Remove));
+                }
+                // Let the closes run on this context before it goes away.
+                while ctx.iteration(false) {}
+            })
+            .map_err(|_| FixtureError::Thread)?;
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok((port, main_loop))) => {
+                self.port = port;
+                self.running = Some(Running { main_loop, thread });
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(FixtureError::Thread),
+        }
+    }
+}
+
+impl Drop for RtspFixture {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
