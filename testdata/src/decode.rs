@@ -14,15 +14,33 @@ pub enum DecodeCodec {
 
 /// Decodes Annex-B access units; returns (decoded pictures, width, height of the last one).
 pub fn decode_annex_b(codec: DecodeCodec, access_units: &[Vec<u8>]) -> Result<(usize, u32, u32), String> {
-    gst::init().map_err(|e| e.to_string())?;
     let (caps, parse, dec) = match codec {
         DecodeCodec::H264 => ("video/x-h264,stream-format=byte-stream,alignment=au", "h264parse", "avdec_h264"),
         DecodeCodec::H265 => ("video/x-h265,stream-format=byte-stream,alignment=au", "h265parse", "avdec_h265"),
     };
-    let launch = format!(
-        "appsrc name=src caps=\"{caps}\" format=time ! {parse} ! {dec} ! videoconvert ! video/x-raw,format=I420 \
-         ! appsink name=sink sync=false"
-    );
+    run(&format!("appsrc name=src caps=\"{caps}\" format=time ! {parse} ! {dec}"), access_units, 33)
+}
+
+/// Depacketizes RTP packets (12-byte header included, payload type 96, 90 kHz) with GStreamer's own
+/// rtph264depay / rtph265depay and decodes them; returns (decoded pictures, width, height of the last one).
+pub fn decode_rtp(codec: DecodeCodec, packets: &[Vec<u8>]) -> Result<(usize, u32, u32), String> {
+    let (name, depay, parse, dec) = match codec {
+        DecodeCodec::H264 => ("H264", "rtph264depay", "h264parse", "avdec_h264"),
+        DecodeCodec::H265 => ("H265", "rtph265depay", "h265parse", "avdec_h265"),
+    };
+    run(
+        &format!(
+            "appsrc name=src format=time caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name={name},payload=96\" \
+             ! {depay} ! {parse} ! {dec}"
+        ),
+        packets,
+        1,
+    )
+}
+
+fn run(head: &str, buffers: &[Vec<u8>], pts_step_ms: u64) -> Result<(usize, u32, u32), String> {
+    gst::init().map_err(|e| e.to_string())?;
+    let launch = format!("{head} ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false");
     let pipeline = gst::parse::launch(&launch)
         .map_err(|e| e.to_string())?
         .downcast::<gst::Pipeline>()
@@ -37,13 +55,13 @@ pub fn decode_annex_b(codec: DecodeCodec, access_units: &[Vec<u8>]) -> Result<(u
         .ok_or("no appsink")?;
     pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
     let feeder = {
-        let aus = access_units.to_vec();
+        let aus = buffers.to_vec();
         std::thread::spawn(move || {
             for (i, au) in aus.into_iter().enumerate() {
                 let mut buf = gst::Buffer::from_mut_slice(au);
                 {
                     let b = buf.get_mut().expect("fresh buffer");
-                    b.set_pts(gst::ClockTime::from_mseconds(i as u64 * 33));
+                    b.set_pts(gst::ClockTime::from_mseconds(i as u64 * pts_step_ms));
                 }
                 if src.push_buffer(buf).is_err() {
                     break;
