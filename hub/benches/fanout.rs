@@ -77,8 +77,14 @@ fn run(subscribers: usize, input: &[Frame]) -> Row {
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let input = frames(if full { 900 } else { 30 });
-    let avg_packets = input.iter().map(|f| hub::packetize(f, 1200).len()).sum::<usize>() as f64 / input.len() as f64;
-    println!("| subscribers | ns/frame | ns/frame/subscriber | packets/frame (avg {avg_packets:.1}) |");
+    let avg_packets = input
+        .iter()
+        .map(|f| hub::packetize(f, 1200).len())
+        .sum::<usize>() as f64
+        / input.len() as f64;
+    println!(
+        "| subscribers | ns/frame | ns/frame/subscriber | packets/frame (avg {avg_packets:.1}) |"
+    );
     println!("|---:|---:|---:|---:|");
     for n in [0, 1, 100, 1000] {
         let r = run(n, &input);

@@ -159,7 +159,11 @@ impl Hub {
     pub fn close(&self) {
         let mut st = self.shared.state.lock();
         st.closed = true;
-        let departed: u64 = st.slots.iter().map(|s| s.dropped.load(Ordering::Relaxed)).sum();
+        let departed: u64 = st
+            .slots
+            .iter()
+            .map(|s| s.dropped.load(Ordering::Relaxed))
+            .sum();
         st.departed_drops += departed;
         st.slots.clear();
         st.gop.clear();
@@ -187,7 +191,11 @@ impl Hub {
         let st = self.shared.state.lock();
         let mut s = st.counters.snapshot();
         s.subscribers = st.slots.len();
-        s.drops = st.departed_drops + st.slots.iter().map(|s| s.dropped.load(Ordering::Relaxed)).sum::<u64>();
+        s.drops = st.departed_drops
+            + st.slots
+                .iter()
+                .map(|s| s.dropped.load(Ordering::Relaxed))
+                .sum::<u64>();
         s.reconnects = st.status.reconnects;
         s
     }
@@ -295,7 +303,9 @@ mod tests {
     }
 
     fn drain(s: &mut Subscriber) -> Vec<u64> {
-        std::iter::from_fn(|| s.try_recv()).map(|f| f.index).collect()
+        std::iter::from_fn(|| s.try_recv())
+            .map(|f| f.index)
+            .collect()
     }
 
     #[test]
@@ -344,7 +354,9 @@ mod tests {
         let mut s = h.subscribe();
         push(&h, 0, 1, 10);
         h.close();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(async {
             assert_eq!(s.recv().await.map(|f| f.index), Some(0));
             assert!(s.recv().await.is_none());

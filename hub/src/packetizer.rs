@@ -59,7 +59,10 @@ fn push_nal(out: &mut Vec<RtpPayload>, codec: Codec, nal: Bytes, mtu: usize) {
     // FU prefix: indicator (H.264, 1 byte) or payload header (H.265, 2 bytes), then the FU header.
     let (prefix, nal_type): (&[u8], u8) = match codec {
         Codec::H264 => (&[(nal[0] & 0xe0) | H264_FU_A], nal[0] & 0x1f),
-        Codec::H265 => (&[(nal[0] & 0x81) | (H265_FU << 1), nal[1]], (nal[0] >> 1) & 0x3f),
+        Codec::H265 => (
+            &[(nal[0] & 0x81) | (H265_FU << 1), nal[1]],
+            (nal[0] >> 1) & 0x3f,
+        ),
     };
     let body = nal.slice(header_len..);
     let chunk = mtu - prefix.len() - 1;
@@ -181,7 +184,11 @@ pub(crate) mod tests {
         assert_eq!(p.len(), 1);
         assert!(p[0].marker);
         assert_eq!(p[0].payload, f.nals().next().unwrap());
-        assert_eq!(p[0].payload.as_ptr(), f.data[4..].as_ptr(), "single NAL payload shares the frame's bytes");
+        assert_eq!(
+            p[0].payload.as_ptr(),
+            f.data[4..].as_ptr(),
+            "single NAL payload shares the frame's bytes"
+        );
     }
 
     #[test]
@@ -221,7 +228,9 @@ pub(crate) mod tests {
     #[test]
     fn parameter_sets_only_before_keyframes() {
         let p = packetize(&frame(Codec::H264, false, 3000, 0), 1200);
-        assert!(p.iter().all(|x| x.payload[0] & 0x1f != 7 && x.payload[0] & 0x1f != 8));
+        assert!(p
+            .iter()
+            .all(|x| x.payload[0] & 0x1f != 7 && x.payload[0] & 0x1f != 8));
     }
 
     #[test]
@@ -230,10 +239,15 @@ pub(crate) mod tests {
         assert!(!packetize(&f, 0).is_empty(), "tiny MTU is clamped");
         f.data = length_prefixed([&[][..], &[0x41][..]]);
         f.is_keyframe = false;
-        assert!(packetize(&f, 1200).is_empty(), "empty and header-only NALs are skipped");
+        assert!(
+            packetize(&f, 1200).is_empty(),
+            "empty and header-only NALs are skipped"
+        );
         f.data = Bytes::from_static(&[0, 0, 0, 200, 1]);
         assert!(packetize(&f, 1200).is_empty(), "truncated length prefix");
         let big = frame(Codec::H265, false, 10_000, 0);
-        assert!(packetize(&big, 1).iter().all(|x| x.payload.len() <= MIN_MTU));
+        assert!(packetize(&big, 1)
+            .iter()
+            .all(|x| x.payload.len() <= MIN_MTU));
     }
 }

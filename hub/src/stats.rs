@@ -75,7 +75,9 @@ impl Counters {
     /// Fills everything but `subscribers`, `drops` and `reconnects`.
     pub fn snapshot(&self) -> HubStats {
         let (mut fps, mut bitrate_bps) = (0.0, 0);
-        if let (Some(&(first, first_len)), Some(&(last, _))) = (self.window.front(), self.window.back()) {
+        if let (Some(&(first, first_len)), Some(&(last, _))) =
+            (self.window.front(), self.window.back())
+        {
             let span = last - first;
             if span > 0 {
                 let n = (self.window.len() - 1) as f64;
@@ -127,6 +129,9 @@ mod tests {
         slate.is_slate = true;
         c.on_frame(&slate);
         let s = c.snapshot();
-        assert_eq!((s.frames, s.slate_frames, s.fps, s.bitrate_bps), (10, 1, 0.0, 0));
+        assert_eq!(
+            (s.frames, s.slate_frames, s.fps, s.bitrate_bps),
+            (10, 1, 0.0, 0)
+        );
     }
 }

@@ -38,7 +38,11 @@ fn round_trip(codec: Codec) {
         Codec::H265 => DecodeCodec::H265,
     };
     let (decoded, w, h) = decode_rtp(dc, &packets).unwrap();
-    assert!(decoded >= frames.len() - 1, "{codec:?}: decoded {decoded} of {}", frames.len());
+    assert!(
+        decoded >= frames.len() - 1,
+        "{codec:?}: decoded {decoded} of {}",
+        frames.len()
+    );
     assert_eq!((w, h), (320, 240));
 }
 

@@ -190,7 +190,13 @@ mod tests {
         p.on_failed(0, t0, 0.0);
         assert!(p.all_failing());
         // Every input waits 1 s; the best priority goes first.
-        assert_eq!(p.next_attempt(t0), Attempt { input: 1, at: t0 + secs(1) });
+        assert_eq!(
+            p.next_attempt(t0),
+            Attempt {
+                input: 1,
+                at: t0 + secs(1)
+            }
+        );
         p.on_failed(1, t0 + secs(1), 0.0);
         // Input 1 now waits 2 s, so input 2 (ready at 1 s) goes next.
         assert_eq!(p.next_attempt(t0 + secs(1)).input, 2);
@@ -213,7 +219,11 @@ mod tests {
         assert_eq!(p.probe_due(t0 + secs(119)), None);
         assert_eq!(p.probe_due(t0 + secs(120)), Some(0));
         p.on_connected(0, t0 + secs(120));
-        assert_eq!(p.probe_due(t0 + secs(1000)), None, "the best input needs no probe");
+        assert_eq!(
+            p.probe_due(t0 + secs(1000)),
+            None,
+            "the best input needs no probe"
+        );
         assert_eq!(p.next_probe_at(), None);
     }
 

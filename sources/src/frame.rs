@@ -96,7 +96,8 @@ impl Iterator for NalIter {
         if self.rest.len() < 4 {
             return None;
         }
-        let len = u32::from_be_bytes([self.rest[0], self.rest[1], self.rest[2], self.rest[3]]) as usize;
+        let len =
+            u32::from_be_bytes([self.rest[0], self.rest[1], self.rest[2], self.rest[3]]) as usize;
         if self.rest.len() - 4 < len {
             self.rest.clear();
             return None;
@@ -120,7 +121,7 @@ pub fn h265_nal_type(nal: &[u8]) -> u8 {
 /// True for NAL units that the frame model keeps out of `Frame::data`: parameter sets and access unit delimiters.
 pub fn is_parameter_or_delimiter(codec: Codec, nal: &[u8]) -> bool {
     match codec {
-        Codec::H264 => matches!(h264_nal_type(nal), 7 | 8 | 9),
+        Codec::H264 => matches!(h264_nal_type(nal), 7..=9),
         Codec::H265 => matches!(h265_nal_type(nal), 32..=35),
     }
 }
@@ -162,7 +163,13 @@ mod tests {
             is_slate: false,
         };
         let nals: Vec<_> = f.nals().collect();
-        assert_eq!(nals, vec![Bytes::from_static(&[0x65, 1, 2]), Bytes::from_static(&[0x41])]);
+        assert_eq!(
+            nals,
+            vec![
+                Bytes::from_static(&[0x65, 1, 2]),
+                Bytes::from_static(&[0x41])
+            ]
+        );
         assert_eq!(f.params.profile_level_id().as_deref(), Some("42c01f"));
     }
 }

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use crate::frame::{h264_nal_type, h265_nal_type, is_parameter_or_delimiter, length_prefixed, Codec};
+use crate::frame::{
+    h264_nal_type, h265_nal_type, is_parameter_or_delimiter, length_prefixed, Codec,
+};
 
 /// Why a GStreamer-made input failed.
 #[derive(Debug, thiserror::Error)]
@@ -135,15 +137,23 @@ pub(crate) fn pull_access_unit(
             let map = buffer
                 .map_readable()
                 .map_err(|_| GstInputError::Runtime("unreadable buffer".into()))?;
-            Ok(Some(parse_access_unit(codec, &map, buffer.pts().map(|t| t.nseconds()))))
+            Ok(Some(parse_access_unit(
+                codec,
+                &map,
+                buffer.pts().map(|t| t.nseconds()),
+            )))
         }
         None if sink.is_eos() => Ok(None),
-        None => Err(GstInputError::Runtime("encoder produced nothing in time".into())),
+        None => Err(GstInputError::Runtime(
+            "encoder produced nothing in time".into(),
+        )),
     }
 }
 
 /// Parses a launch line into a pipeline and returns it with the appsink named `sink`.
-pub(crate) fn build_pipeline(launch: &str) -> Result<(gst::Pipeline, gstreamer_app::AppSink), GstInputError> {
+pub(crate) fn build_pipeline(
+    launch: &str,
+) -> Result<(gst::Pipeline, gstreamer_app::AppSink), GstInputError> {
     init()?;
     let pipeline = gst::parse::launch(launch)
         .map_err(|e| GstInputError::Pipeline(e.to_string()))?
@@ -173,14 +183,21 @@ mod tests {
 
     #[test]
     fn splits_three_and_four_byte_start_codes() {
-        let buf = [0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x68, 2, 0, 0, 0, 1, 0x65, 3, 4];
+        let buf = [
+            0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x68, 2, 0, 0, 0, 1, 0x65, 3, 4,
+        ];
         let nals = split_annex_b(&buf);
-        assert_eq!(nals, vec![&[0x67, 1][..], &[0x68, 2][..], &[0x65, 3, 4][..]]);
+        assert_eq!(
+            nals,
+            vec![&[0x67, 1][..], &[0x68, 2][..], &[0x65, 3, 4][..]]
+        );
     }
 
     #[test]
     fn access_unit_keeps_params_apart() {
-        let buf = [0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x68, 2, 0, 0, 1, 0x65, 3];
+        let buf = [
+            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x68, 2, 0, 0, 1, 0x65, 3,
+        ];
         let au = parse_access_unit(Codec::H264, &buf, Some(5));
         assert!(au.is_keyframe);
         assert_eq!(au.params.sps.as_deref(), Some(&[0x67, 1][..]));
@@ -190,7 +207,12 @@ mod tests {
 
     #[test]
     fn garbage_does_not_panic() {
-        for buf in [&[][..], &[0, 0, 1][..], &[0, 0, 0, 0, 0][..], &[1, 2, 3][..]] {
+        for buf in [
+            &[][..],
+            &[0, 0, 1][..],
+            &[0, 0, 0, 0, 0][..],
+            &[1, 2, 3][..],
+        ] {
             let au = parse_access_unit(Codec::H265, buf, None);
             assert!(!au.is_keyframe);
         }

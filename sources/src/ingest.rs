@@ -133,7 +133,13 @@ async fn open_until_keyframe(
         }
         InputUrl::TestPattern(o) => Session::TestPattern(TestPatternSession::start(o)?),
     };
-    let udp = matches!(url, InputUrl::Rtsp { transport: Transport::Udp, .. });
+    let udp = matches!(
+        url,
+        InputUrl::Rtsp {
+            transport: Transport::Udp,
+            ..
+        }
+    );
     let deadline = tokio::time::Instant::now() + first_frame_within;
     loop {
         match tokio::time::timeout_at(deadline, session.next()).await {
@@ -171,10 +177,17 @@ struct Ingest {
     ever_connected: bool,
 }
 
-type Probe = Pin<Box<dyn std::future::Future<Output = (usize, Result<(Session, RawFrame), IngestError>)> + Send>>;
+type Probe = Pin<
+    Box<dyn std::future::Future<Output = (usize, Result<(Session, RawFrame), IngestError>)> + Send>,
+>;
 
 impl Ingest {
-    fn new(stream_id: String, opts: IngestOptions, sink: Arc<dyn FrameSink>, cancel: CancellationToken) -> Self {
+    fn new(
+        stream_id: String,
+        opts: IngestOptions,
+        sink: Arc<dyn FrameSink>,
+        cancel: CancellationToken,
+    ) -> Self {
         let priorities: Vec<i32> = opts.inputs.iter().map(|i| i.priority).collect();
         let policy = FailoverPolicy {
             retry_primary_after: opts.retry_primary_after,
@@ -224,7 +237,10 @@ impl Ingest {
     fn open(&self, i: usize) -> BoxFuture<'static, Result<(Session, RawFrame), IngestError>> {
         let url = self.input_url(i);
         let wait = match url {
-            InputUrl::Rtsp { transport: Transport::Udp, .. } => self.opts.udp_fallback_after,
+            InputUrl::Rtsp {
+                transport: Transport::Udp,
+                ..
+            } => self.opts.udp_fallback_after,
             _ => self.opts.watchdog,
         };
         open_until_keyframe(url, self.opts.credentials.clone(), wait).boxed()
@@ -232,7 +248,11 @@ impl Ingest {
 
     async fn run(mut self) {
         if self.opts.inputs.is_empty() {
-            self.set_status(IngestState::Error, None, Some("stream has no inputs".into()));
+            self.set_status(
+                IngestState::Error,
+                None,
+                Some("stream has no inputs".into()),
+            );
             return;
         }
         loop {
@@ -302,7 +322,10 @@ impl Ingest {
                     probe = Some(Box::pin(async move { (better, open.await) }));
                 }
             }
-            let probe_at = self.planner.next_probe_at().map(tokio::time::Instant::from_std);
+            let probe_at = self
+                .planner
+                .next_probe_at()
+                .map(tokio::time::Instant::from_std);
             let next = tokio::time::timeout(self.opts.watchdog, session.next());
             tokio::select! {
                 () = self.cancel.cancelled() => return false,
@@ -348,7 +371,9 @@ impl Ingest {
         }
         let p = &raw.params;
         self.camera_format = Some((p.codec, p.width, p.height));
-        let (pts_90k, wall_ms) = self.timeline.map(raw.media_90k, Instant::now(), wall_now_ms());
+        let (pts_90k, wall_ms) = self
+            .timeline
+            .map(raw.media_90k, Instant::now(), wall_now_ms());
         self.sink.push_frame(Frame {
             codec: raw.params.codec,
             data: raw.data,
@@ -370,7 +395,9 @@ impl Ingest {
         if !fits {
             match tokio::task::spawn_blocking(move || make_slate(codec, w, h)).await {
                 Ok(Ok(s)) => self.slate = Some(s),
-                Ok(Err(e)) => warn!(stream = %self.stream_id, error = %e, "cannot make offline slate"),
+                Ok(Err(e)) => {
+                    warn!(stream = %self.stream_id, error = %e, "cannot make offline slate")
+                }
                 Err(e) => warn!(stream = %self.stream_id, error = %e, "slate task failed"),
             }
         }

@@ -86,7 +86,10 @@ pub enum InputUrl {
 
 impl InputUrl {
     /// Parses a user-supplied URL. Credentials found in an RTSP URL are removed from it and returned apart.
-    pub fn parse(raw: &str, transport: Transport) -> Result<(InputUrl, Option<Credentials>), InputError> {
+    pub fn parse(
+        raw: &str,
+        transport: Transport,
+    ) -> Result<(InputUrl, Option<Credentials>), InputError> {
         let mut url = Url::parse(raw.trim()).map_err(|e| InputError::BadUrl(e.to_string()))?;
         match url.scheme() {
             "rtsp" | "rtsps" => {
@@ -200,10 +203,14 @@ mod tests {
 
     #[test]
     fn credentials_move_out_of_url() {
-        let (u, c) = InputUrl::parse("rtsp://admin:p%40ss@10.0.0.5:554/stream1", Transport::Tcp).unwrap();
+        let (u, c) =
+            InputUrl::parse("rtsp://admin:p%40ss@10.0.0.5:554/stream1", Transport::Tcp).unwrap();
         assert_eq!(u.to_string(), "rtsp://10.0.0.5:554/stream1");
         let c = c.unwrap();
-        assert_eq!((c.username.as_str(), c.password.as_str()), ("admin", "p@ss"));
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("admin", "p@ss")
+        );
         assert!(!format!("{c:?}").contains("p@ss"));
     }
 
@@ -213,17 +220,35 @@ mod tests {
             InputUrl::parse("http://cam/x", Transport::Tcp).unwrap_err(),
             InputError::BadScheme("http".into())
         );
-        assert!(matches!(InputUrl::parse("not a url", Transport::Tcp), Err(InputError::BadUrl(_))));
-        assert!(matches!(InputUrl::parse("rtsp://", Transport::Tcp), Err(InputError::BadUrl(_) | InputError::NoHost)));
+        assert!(matches!(
+            InputUrl::parse("not a url", Transport::Tcp),
+            Err(InputError::BadUrl(_))
+        ));
+        assert!(matches!(
+            InputUrl::parse("rtsp://", Transport::Tcp),
+            Err(InputError::BadUrl(_) | InputError::NoHost)
+        ));
     }
 
     #[test]
     fn test_pattern_parameters() {
-        let (u, c) = InputUrl::parse("testsrc://?width=1280&height=720&fps=30&gop=60&codec=h265", Transport::Tcp).unwrap();
+        let (u, c) = InputUrl::parse(
+            "testsrc://?width=1280&height=720&fps=30&gop=60&codec=h265",
+            Transport::Tcp,
+        )
+        .unwrap();
         assert!(c.is_none());
-        let InputUrl::TestPattern(o) = &u else { panic!() };
-        assert_eq!((o.width, o.height, o.fps, o.gop, o.codec), (1280, 720, 30, 60, Codec::H265));
-        assert_eq!(InputUrl::parse(&u.to_string(), Transport::Tcp).unwrap().0, u);
+        let InputUrl::TestPattern(o) = &u else {
+            panic!()
+        };
+        assert_eq!(
+            (o.width, o.height, o.fps, o.gop, o.codec),
+            (1280, 720, 30, 60, Codec::H265)
+        );
+        assert_eq!(
+            InputUrl::parse(&u.to_string(), Transport::Tcp).unwrap().0,
+            u
+        );
         assert!(InputUrl::parse("testsrc://?fps=0", Transport::Tcp).is_err());
         assert!(InputUrl::parse("testsrc://?color=red", Transport::Tcp).is_err());
         assert!(InputUrl::parse("testsrc://", Transport::Tcp).is_ok());

@@ -49,7 +49,11 @@ pub struct RtspSession {
 
 impl RtspSession {
     /// Connects and starts playing. Wrap in a timeout: a silent server keeps this waiting.
-    pub async fn open(url: &Url, transport: Transport, creds: Option<&Credentials>) -> Result<Self, RtspError> {
+    pub async fn open(
+        url: &Url,
+        transport: Transport,
+        creds: Option<&Credentials>,
+    ) -> Result<Self, RtspError> {
         let options = SessionOptions::default()
             .creds(creds.map(|c| client::Credentials {
                 username: c.username.clone(),
@@ -123,7 +127,9 @@ impl RtspSession {
                 continue;
             }
             if frame.has_new_parameters() || self.params.is_none() {
-                if let Some(ParametersRef::Video(v)) = self.demuxed.streams()[self.stream_index].parameters() {
+                if let Some(ParametersRef::Video(v)) =
+                    self.demuxed.streams()[self.stream_index].parameters()
+                {
                     let next = convert_params(self.codec, v).ok_or(RtspError::NoParameters)?;
                     if self.params.as_deref() != Some(&next) {
                         self.params = Some(Arc::new(next));
@@ -150,7 +156,9 @@ fn convert_params(codec: Codec, v: &VideoParameters) -> Option<ParameterSets> {
     let (width, height) = v.pixel_dimensions();
     let (vps, sps, pps) = match (codec, v.codec_params()) {
         (Codec::H264, VideoParametersCodec::H264 { sps, pps }) => (None, sps.clone(), pps.clone()),
-        (Codec::H265, VideoParametersCodec::H265 { vps, sps, pps }) => (Some(vps.clone()), sps.clone(), pps.clone()),
+        (Codec::H265, VideoParametersCodec::H265 { vps, sps, pps }) => {
+            (Some(vps.clone()), sps.clone(), pps.clone())
+        }
         _ => return None,
     };
     Some(ParameterSets {
@@ -170,7 +178,9 @@ fn strip_parameter_sets(codec: Codec, data: Bytes) -> Bytes {
     if !nals().any(|n| is_parameter_or_delimiter(codec, &n)) {
         return data;
     }
-    let kept: Vec<Bytes> = nals().filter(|n| !is_parameter_or_delimiter(codec, n)).collect();
+    let kept: Vec<Bytes> = nals()
+        .filter(|n| !is_parameter_or_delimiter(codec, n))
+        .collect();
     crate::frame::length_prefixed(kept.iter().map(|b| &b[..]))
 }
 
@@ -182,8 +192,14 @@ mod tests {
     #[test]
     fn strips_in_band_parameter_sets_only_when_present() {
         let clean = length_prefixed([&[0x65u8, 1][..]]);
-        assert_eq!(strip_parameter_sets(Codec::H264, clean.clone()).as_ptr(), clean.as_ptr());
+        assert_eq!(
+            strip_parameter_sets(Codec::H264, clean.clone()).as_ptr(),
+            clean.as_ptr()
+        );
         let dirty = length_prefixed([&[0x67u8, 1][..], &[0x68u8][..], &[0x65u8, 2][..]]);
-        assert_eq!(strip_parameter_sets(Codec::H264, dirty), length_prefixed([&[0x65u8, 2][..]]));
+        assert_eq!(
+            strip_parameter_sets(Codec::H264, dirty),
+            length_prefixed([&[0x65u8, 2][..]])
+        );
     }
 }

@@ -62,7 +62,9 @@ pub fn make_slate(codec: Codec, width: u32, height: u32) -> Result<Slate, GstInp
     result?;
     let params = params.ok_or(GstInputError::NoParameterSets)?;
     if pictures.is_empty() {
-        return Err(GstInputError::Runtime("slate encoder produced no keyframe".into()));
+        return Err(GstInputError::Runtime(
+            "slate encoder produced no keyframe".into(),
+        ));
     }
     Ok(Slate { params, pictures })
 }
@@ -75,7 +77,10 @@ mod tests {
     fn slate_in_both_codecs_at_the_stream_size() {
         for codec in [Codec::H264, Codec::H265] {
             let s = make_slate(codec, 320, 240).unwrap();
-            assert_eq!((s.params.width, s.params.height, s.params.codec), (320, 240, codec));
+            assert_eq!(
+                (s.params.width, s.params.height, s.params.codec),
+                (320, 240, codec)
+            );
             assert_eq!(s.pictures.len(), 2);
         }
     }

@@ -56,7 +56,11 @@ impl TestPatternSession {
             .name("testpattern".into())
             .spawn(move || {
                 while !thread_stop.load(Ordering::Relaxed) {
-                    let item = match gst_encoder::pull_access_unit(&sink, codec, gst::ClockTime::from_mseconds(200)) {
+                    let item = match gst_encoder::pull_access_unit(
+                        &sink,
+                        codec,
+                        gst::ClockTime::from_mseconds(200),
+                    ) {
                         Ok(Some(au)) => Ok(au),
                         Ok(None) => Err(GstInputError::Runtime("test pattern ended".into())),
                         // A timeout is only an error when the bus says why.
@@ -171,7 +175,11 @@ mod tests {
             let frames = capture_frames(&opts, 25).unwrap();
             assert!(frames.len() >= 24, "{codec:?}: {} frames", frames.len());
             assert!(frames[0].is_keyframe);
-            assert_eq!(frames.iter().filter(|f| f.is_keyframe).count(), 3, "{codec:?}");
+            assert_eq!(
+                frames.iter().filter(|f| f.is_keyframe).count(),
+                3,
+                "{codec:?}"
+            );
             let p = &frames[0].params;
             assert_eq!((p.width, p.height, p.codec), (320, 240, codec));
             assert_eq!(p.vps.is_some(), codec == Codec::H265);

@@ -63,13 +63,19 @@ mod tests {
         let t0 = Instant::now();
         let mut tl = Timeline::default();
         assert_eq!(tl.map(0, t0, 1_000_000), (0, 1_000_000));
-        assert_eq!(tl.map(3000, t0 + Duration::from_millis(33), 1_000_033), (3000, 1_000_033));
+        assert_eq!(
+            tl.map(3000, t0 + Duration::from_millis(33), 1_000_033),
+            (3000, 1_000_033)
+        );
         tl.discontinuity();
         // New session starts 2 s after the last frame; its own clock starts at 500 (first delivered keyframe).
         let (pts, wall) = tl.map(500, t0 + Duration::from_millis(2033), 1_002_040);
         assert_eq!(pts, 3000 + 180_000);
         assert_eq!(wall, 1_002_040);
-        assert_eq!(tl.map(3500, t0 + Duration::from_millis(2066), 0).0, 3000 + 180_000 + 3000);
+        assert_eq!(
+            tl.map(3500, t0 + Duration::from_millis(2066), 0).0,
+            3000 + 180_000 + 3000
+        );
     }
 
     #[test]

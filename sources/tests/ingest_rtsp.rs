@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{decode, RecordingSink};
-use sources::{Codec, Credentials, IngestHandle, IngestOptions, IngestState, InputSpec, InputUrl, Transport};
+use sources::{
+    Codec, Credentials, IngestHandle, IngestOptions, IngestState, InputSpec, InputUrl, Transport,
+};
 use testdata::{FixtureCodec, FixtureOptions, RtspFixture};
 
 fn rtsp_input(label: &str, url: &str, transport: Transport, priority: i32) -> InputSpec {
@@ -37,7 +39,10 @@ async fn pulls_and_decodes(codec: FixtureCodec, transport: Transport) {
         options(vec![rtsp_input("main", &fixture.url(), transport, 0)]),
         std::sync::Arc::new(sink.clone()),
     );
-    sink.wait_for("50 frames", Duration::from_secs(20), |r| r.frames.len() >= 50).await;
+    sink.wait_for("50 frames", Duration::from_secs(20), |r| {
+        r.frames.len() >= 50
+    })
+    .await;
     ingest.stop().await;
     let r = sink.0.lock();
     assert!(r.frames[0].is_keyframe, "first frame is a keyframe");
@@ -45,15 +50,31 @@ async fn pulls_and_decodes(codec: FixtureCodec, transport: Transport) {
     assert_eq!(r.params.len(), 1, "one parameter set announcement");
     let p = &r.params[0];
     assert_eq!((p.width, p.height), (320, 240));
-    assert_eq!(p.codec, if codec == FixtureCodec::H264 { Codec::H264 } else { Codec::H265 });
-    assert!(r.frames.windows(2).all(|w| w[1].pts_90k > w[0].pts_90k), "monotonic pts");
+    assert_eq!(
+        p.codec,
+        if codec == FixtureCodec::H264 {
+            Codec::H264
+        } else {
+            Codec::H265
+        }
+    );
+    assert!(
+        r.frames.windows(2).all(|w| w[1].pts_90k > w[0].pts_90k),
+        "monotonic pts"
+    );
     let span_ms = r.frames.last().unwrap().wall_ms - r.frames[0].wall_ms;
-    assert!((1500..=2500).contains(&span_ms), "50 frames at 25 fps span ~2 s of wall time, got {span_ms} ms");
+    assert!(
+        (1500..=2500).contains(&span_ms),
+        "50 frames at 25 fps span ~2 s of wall time, got {span_ms} ms"
+    );
     let (decoded, w, h) = decode(&r.frames);
     assert!(decoded >= 48, "decoded {decoded} of {}", r.frames.len());
     assert_eq!((w, h), (320, 240));
     assert_eq!(r.statuses.last().unwrap().state, IngestState::Running);
-    assert_eq!(r.statuses.last().unwrap().active_input.as_deref(), Some("main"));
+    assert_eq!(
+        r.statuses.last().unwrap().active_input.as_deref(),
+        Some("main")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,7 +129,8 @@ async fn digest_auth_right_and_wrong_password() {
     }]);
     opts.credentials = creds;
     let ingest = IngestHandle::spawn("cam".into(), opts, std::sync::Arc::new(good.clone()));
-    good.wait_for("frames", Duration::from_secs(15), |r| r.frames.len() >= 10).await;
+    good.wait_for("frames", Duration::from_secs(15), |r| r.frames.len() >= 10)
+        .await;
     ingest.stop().await;
 }
 
@@ -121,18 +143,35 @@ async fn camera_loss_shows_slate_then_resumes_at_a_keyframe() {
         options(vec![rtsp_input("main", &fixture.url(), Transport::Tcp, 0)]),
         std::sync::Arc::new(sink.clone()),
     );
-    sink.wait_for("frames", Duration::from_secs(15), |r| r.frames.len() >= 10).await;
+    sink.wait_for("frames", Duration::from_secs(15), |r| r.frames.len() >= 10)
+        .await;
     fixture.stop();
     sink.wait_for("slate", Duration::from_secs(15), |r| {
         r.frames.iter().filter(|f| f.is_slate).count() >= 3
     })
     .await;
     let state = sink.state();
-    assert!(matches!(state, IngestState::Reconnecting | IngestState::Offline), "{state:?}");
-    let slate: Vec<_> = sink.0.lock().frames.iter().filter(|f| f.is_slate).cloned().collect();
-    assert!(slate.iter().all(|f| f.is_keyframe && f.params.width == 320 && f.params.height == 240));
+    assert!(
+        matches!(state, IngestState::Reconnecting | IngestState::Offline),
+        "{state:?}"
+    );
+    let slate: Vec<_> = sink
+        .0
+        .lock()
+        .frames
+        .iter()
+        .filter(|f| f.is_slate)
+        .cloned()
+        .collect();
+    assert!(slate
+        .iter()
+        .all(|f| f.is_keyframe && f.params.width == 320 && f.params.height == 240));
     let (decoded, w, h) = decode(&slate);
-    assert_eq!((decoded, w, h), (slate.len(), 320, 240), "slate decodes at the stream's size");
+    assert_eq!(
+        (decoded, w, h),
+        (slate.len(), 320, 240),
+        "slate decodes at the stream's size"
+    );
 
     fixture.restart().unwrap();
     let before = sink.0.lock().frames.len();
@@ -146,7 +185,10 @@ async fn camera_loss_shows_slate_then_resumes_at_a_keyframe() {
     assert!(first_live.is_keyframe, "resumes at a keyframe");
     assert_eq!(r.statuses.last().unwrap().state, IngestState::Running);
     assert!(r.statuses.last().unwrap().reconnects >= 1);
-    assert!(r.frames.windows(2).all(|w| w[1].pts_90k > w[0].pts_90k), "pts monotonic across the outage");
+    assert!(
+        r.frames.windows(2).all(|w| w[1].pts_90k > w[0].pts_90k),
+        "pts monotonic across the outage"
+    );
     // Parameters were announced for the slate and again for the camera.
     assert!(r.params.len() >= 3);
 }
@@ -169,12 +211,16 @@ async fn fails_over_and_returns_to_the_primary() {
     opts.retry_primary_after = Duration::from_secs(2);
     let ingest = IngestHandle::spawn("cam".into(), opts, std::sync::Arc::new(sink.clone()));
     sink.wait_for("backup running", Duration::from_secs(15), |r| {
-        r.statuses.last().is_some_and(|s| s.active_input.as_deref() == Some("backup"))
+        r.statuses
+            .last()
+            .is_some_and(|s| s.active_input.as_deref() == Some("backup"))
     })
     .await;
     primary.restart().unwrap();
     sink.wait_for("primary running", Duration::from_secs(20), |r| {
-        r.statuses.last().is_some_and(|s| s.active_input.as_deref() == Some("primary"))
+        r.statuses
+            .last()
+            .is_some_and(|s| s.active_input.as_deref() == Some("primary"))
     })
     .await;
     sink.wait_for("primary frames", Duration::from_secs(10), |r| {
@@ -195,10 +241,18 @@ async fn unreachable_camera_reports_error_and_shows_slate() {
     let sink = RecordingSink::default();
     let ingest = IngestHandle::spawn(
         "cam".into(),
-        options(vec![rtsp_input("main", "rtsp://127.0.0.1:9/none", Transport::Tcp, 0)]),
+        options(vec![rtsp_input(
+            "main",
+            "rtsp://127.0.0.1:9/none",
+            Transport::Tcp,
+            0,
+        )]),
         std::sync::Arc::new(sink.clone()),
     );
-    sink.wait_for("slate", Duration::from_secs(10), |r| r.frames.iter().any(|f| f.is_slate)).await;
+    sink.wait_for("slate", Duration::from_secs(10), |r| {
+        r.frames.iter().any(|f| f.is_slate)
+    })
+    .await;
     ingest.stop().await;
     let s = sink.status();
     assert_eq!(s.state, IngestState::Starting);

@@ -13,12 +13,27 @@ pub enum DecodeCodec {
 }
 
 /// Decodes Annex-B access units; returns (decoded pictures, width, height of the last one).
-pub fn decode_annex_b(codec: DecodeCodec, access_units: &[Vec<u8>]) -> Result<(usize, u32, u32), String> {
+pub fn decode_annex_b(
+    codec: DecodeCodec,
+    access_units: &[Vec<u8>],
+) -> Result<(usize, u32, u32), String> {
     let (caps, parse, dec) = match codec {
-        DecodeCodec::H264 => ("video/x-h264,stream-format=byte-stream,alignment=au", "h264parse", "avdec_h264"),
-        DecodeCodec::H265 => ("video/x-h265,stream-format=byte-stream,alignment=au", "h265parse", "avdec_h265"),
+        DecodeCodec::H264 => (
+            "video/x-h264,stream-format=byte-stream,alignment=au",
+            "h264parse",
+            "avdec_h264",
+        ),
+        DecodeCodec::H265 => (
+            "video/x-h265,stream-format=byte-stream,alignment=au",
+            "h265parse",
+            "avdec_h265",
+        ),
     };
-    run(&format!("appsrc name=src caps=\"{caps}\" format=time ! {parse} ! {dec}"), access_units, 33)
+    run(
+        &format!("appsrc name=src caps=\"{caps}\" format=time ! {parse} ! {dec}"),
+        access_units,
+        33,
+    )
 }
 
 /// Depacketizes RTP packets (12-byte header included, payload type 96, 90 kHz) with GStreamer's own
@@ -40,7 +55,8 @@ pub fn decode_rtp(codec: DecodeCodec, packets: &[Vec<u8>]) -> Result<(usize, u32
 
 fn run(head: &str, buffers: &[Vec<u8>], pts_step_ms: u64) -> Result<(usize, u32, u32), String> {
     gst::init().map_err(|e| e.to_string())?;
-    let launch = format!("{head} ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false");
+    let launch =
+        format!("{head} ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false");
     let pipeline = gst::parse::launch(&launch)
         .map_err(|e| e.to_string())?
         .downcast::<gst::Pipeline>()
@@ -53,7 +69,9 @@ fn run(head: &str, buffers: &[Vec<u8>], pts_step_ms: u64) -> Result<(usize, u32,
         .by_name("sink")
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
         .ok_or("no appsink")?;
-    pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| e.to_string())?;
     let feeder = {
         let aus = buffers.to_vec();
         std::thread::spawn(move || {
@@ -74,7 +92,10 @@ fn run(head: &str, buffers: &[Vec<u8>], pts_step_ms: u64) -> Result<(usize, u32,
     let (mut width, mut height) = (0, 0);
     while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
         count += 1;
-        if let Some(s) = sample.caps().and_then(|c| c.structure(0).map(|s| s.to_owned())) {
+        if let Some(s) = sample
+            .caps()
+            .and_then(|c| c.structure(0).map(|s| s.to_owned()))
+        {
             width = s.get::<i32>("width").unwrap_or(0) as u32;
             height = s.get::<i32>("height").unwrap_or(0) as u32;
         }

@@ -160,7 +160,9 @@ impl RtspFixture {
                 let factory = rtsp_server::RTSPMediaFactory::new();
                 factory.set_launch(&launch);
                 factory.set_shared(true);
-                factory.set_protocols(gstreamer_rtsp::RTSPLowerTrans::TCP | gstreamer_rtsp::RTSPLowerTrans::UDP);
+                factory.set_protocols(
+                    gstreamer_rtsp::RTSPLowerTrans::TCP | gstreamer_rtsp::RTSPLowerTrans::UDP,
+                );
                 if let Some((user, pass)) = &opts.auth {
                     let auth = rtsp_server::RTSPAuth::new();
                     let token = rtsp_server::RTSPToken::builder()

@@ -33,7 +33,11 @@ impl FrameSink for RecordingSink {
 
 impl RecordingSink {
     pub fn state(&self) -> IngestState {
-        self.0.lock().statuses.last().map_or(IngestState::Starting, |s| s.state)
+        self.0
+            .lock()
+            .statuses
+            .last()
+            .map_or(IngestState::Starting, |s| s.state)
     }
 
     pub fn status(&self) -> IngestStatus {
