@@ -258,3 +258,31 @@ async fn unreachable_camera_reports_error_and_shows_slate() {
     assert_eq!(s.state, IngestState::Starting);
     assert!(s.last_error.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchdog_reconnects_a_camera_that_goes_silent() {
+    let fixture = RtspFixture::start(FixtureOptions {
+        stop_after_frames: Some(25),
+        ..Default::default()
+    })
+    .unwrap();
+    let sink = RecordingSink::default();
+    let mut opts = options(vec![rtsp_input("main", &fixture.url(), Transport::Tcp, 0)]);
+    opts.watchdog = Duration::from_secs(2);
+    let ingest = IngestHandle::spawn("cam".into(), opts, std::sync::Arc::new(sink.clone()));
+    sink.wait_for("a reconnect after silence", Duration::from_secs(20), |r| {
+        r.statuses
+            .iter()
+            .any(|s| s.state == IngestState::Running && s.reconnects >= 1)
+    })
+    .await;
+    ingest.stop().await;
+    let r = sink.0.lock();
+    let errors: Vec<_> = r
+        .statuses
+        .iter()
+        .filter_map(|s| s.last_error.clone())
+        .collect();
+    assert!(errors.iter().any(|e| e.contains("watchdog")), "{errors:?}");
+    assert!(r.frames.iter().any(|f| f.is_slate), "slate while silent");
+}

@@ -34,6 +34,8 @@ pub struct FixtureOptions {
     pub auth: Option<(String, String)>,
     /// Mount path, starting with `/`.
     pub path: String,
+    /// The source goes silent (end of stream, connection kept) after this many frames: a hung camera.
+    pub stop_after_frames: Option<u32>,
 }
 
 impl Default for FixtureOptions {
@@ -47,6 +49,7 @@ impl Default for FixtureOptions {
             bitrate_kbps: 500,
             auth: None,
             path: "/cam".into(),
+            stop_after_frames: None,
         }
     }
 }
@@ -132,8 +135,11 @@ impl RtspFixture {
             ),
         };
         format!(
-            "( videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {enc} )",
-            o.width, o.height, o.fps
+            "( videotestsrc is-live=true pattern=ball num-buffers={} ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {enc} )",
+            o.stop_after_frames.map_or(-1, |n| n as i64),
+            o.width,
+            o.height,
+            o.fps
         )
     }
 
