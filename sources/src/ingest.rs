@@ -65,7 +65,7 @@ pub enum IngestError {
     OpenTimeout,
     #[error("no frame for {} s (watchdog)", .0.as_secs())]
     Watchdog(Duration),
-    #[error("no RTP over UDP within {} s; using TCP", .0.as_secs())]
+    #[error("no RTP over UDP within {} s; switching to TCP", .0.as_secs())]
     UdpSilent(Duration),
 }
 
@@ -283,7 +283,9 @@ impl Ingest {
     async fn input_failed(&mut self, i: usize, e: IngestError) {
         let label = &self.opts.inputs[i].label;
         warn!(stream = %self.stream_id, input = %label, error = %e, "input failed");
-        if matches!(e, IngestError::UdpSilent(_)) {
+        let udp_refused = matches!(&e, IngestError::Rtsp(r) if r.is_unsupported_transport());
+        if matches!(e, IngestError::UdpSilent(_)) || (udp_refused && !self.force_tcp[i]) {
+            // Retried at once over TCP, without back-off: the camera is there, only the transport failed.
             self.force_tcp[i] = true;
         } else {
             let jitter = rand::thread_rng().gen_range(-1.0..=1.0);

@@ -22,8 +22,11 @@ use crate::session::RawFrame;
 /// Why an RTSP input failed. Messages never contain credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum RtspError {
-    #[error("RTSP: {0}")]
-    Retina(String),
+    #[error("RTSP: {message}")]
+    Retina {
+        message: String,
+        status: Option<u16>,
+    },
     #[error("camera offers no H.264 or H.265 video stream (offers: {0})")]
     NoVideo(String),
     #[error("camera stream ended")]
@@ -34,7 +37,23 @@ pub enum RtspError {
 
 impl From<retina::Error> for RtspError {
     fn from(e: retina::Error) -> Self {
-        RtspError::Retina(e.to_string())
+        RtspError::Retina {
+            message: e.to_string(),
+            status: e.status_code(),
+        }
+    }
+}
+
+impl RtspError {
+    /// The server refused the requested transport (RTSP 461): some cameras serve TCP only.
+    pub fn is_unsupported_transport(&self) -> bool {
+        matches!(
+            self,
+            RtspError::Retina {
+                status: Some(461),
+                ..
+            }
+        )
     }
 }
 
