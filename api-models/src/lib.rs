@@ -1,1 +1,249 @@
-//! placeholder
+//! The gateway's REST API as data: request and response bodies with serde and utoipa (OpenAPI) derives.
+//!
+//! Shared by the gateway and its clients; this crate does no I/O. Request bodies refuse unknown fields so a typo
+//! is a 400, not a silently ignored setting. Time is wall-clock epoch milliseconds wherever it appears, and units
+//! are in field names (`_secs`, `_ms`, `_bps`).
+
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+/// Default of `restart_interval_secs`.
+pub const DEFAULT_RESTART_INTERVAL_SECS: u64 = 60;
+
+/// RTSP lower transport of an input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportDto {
+    /// RTP interleaved in the RTSP TCP connection (works through every firewall).
+    #[default]
+    Tcp,
+    /// RTP over UDP; reopened over TCP when UDP delivers nothing for a few seconds.
+    Udp,
+}
+
+/// One input of a stream, as sent by a client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputDto {
+    /// Name of the input, unique within the stream (1 to 64 printable characters), e.g. `main`.
+    #[schema(example = "main")]
+    pub label: String,
+    /// `rtsp://`, `rtsps://` or `testsrc://` (built-in test pattern, e.g.
+    /// `testsrc://?codec=h264&width=1280&height=720&fps=25&gop=50&bitrate_kbps=2000`). Credentials written in an
+    /// RTSP URL (`rtsp://user:pass@host/...`) are moved out of it and stored apart.
+    #[schema(example = "rtsp://192.168.1.20:554/stream1")]
+    pub url: String,
+    /// Lower wins: the input with the lowest number that works is the one delivering. Default 0.
+    #[serde(default)]
+    pub priority: i32,
+    /// RTSP transport; default `tcp`. Ignored for `testsrc://`.
+    #[serde(default)]
+    pub transport: TransportDto,
+}
+
+/// Body of `POST /streams`: registers a stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStream {
+    /// Stream id used in every URL: 1 to 64 characters of `A-Z a-z 0-9 _ -`.
+    #[schema(example = "porch")]
+    pub source_id: String,
+    /// 1 to 16 inputs; labels unique within the stream.
+    pub rtsp_inputs: Vec<InputDto>,
+    /// Camera user name, for every input of the stream. Wins over a user name written in a URL.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Camera password, for every input of the stream. Wins over a password written in a URL. Never returned.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Record this stream (DVR). Default false.
+    #[serde(default)]
+    pub should_record: bool,
+    /// After a fail-over to a lower-priority input, how often (seconds) the higher-priority inputs are tried again;
+    /// one that delivers again takes over without a gap. 1 to 86400, default 60.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400, example = 60)]
+    pub restart_interval_secs: Option<u64>,
+}
+
+/// Body of `PATCH /streams/{source_id}`: every field is optional; absent fields keep their value.
+///
+/// Credentials:
+/// - `password` sent as `null` or `""` removes the stored credentials (user name and password), unless the same
+///   request sets a non-empty `username` — then that user name is stored with an empty password.
+/// - `username` sent as `null` or `""` removes the stored credentials as well.
+/// - A non-empty `username` or `password` replaces that part and keeps the other.
+/// - New `rtsp_inputs` with credentials in their URLs replace the stored credentials, unless `username` or
+///   `password` is also given (explicit fields win).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchStream {
+    /// Replaces all inputs (1 to 16, labels unique). The stream's ingest restarts; viewers stay attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtsp_inputs: Option<Vec<InputDto>>,
+    /// See the credentials rule above. Absent: unchanged; `null` or `""`: clears the credentials.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub username: Option<Option<String>>,
+    /// See the credentials rule above. Absent: unchanged; `null` or `""`: clears the credentials.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub password: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub should_record: Option<bool>,
+    /// After a fail-over to a lower-priority input, how often (seconds) the higher-priority inputs are tried again.
+    /// 1 to 86400.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 86400)]
+    pub restart_interval_secs: Option<u64>,
+}
+
+/// Tells "field absent" (outer `None`, via `#[serde(default)]`) from "field is `null`" (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Lifecycle state of a stream's ingest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamStateDto {
+    /// No input has delivered a frame yet.
+    Starting,
+    /// An input delivers frames.
+    Running,
+    /// The input that was delivering failed; trying again (viewers see the offline slate).
+    Reconnecting,
+    /// Every input failed; still retrying forever (viewers see the offline slate).
+    Offline,
+    /// The configuration cannot work; not retried.
+    Error,
+}
+
+/// One input of a stream, as shown by the API. The URL never carries credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InputView {
+    pub label: String,
+    /// The input URL without credentials.
+    #[schema(example = "rtsp://192.168.1.20:554/stream1")]
+    pub url: String,
+    pub priority: i32,
+    pub transport: TransportDto,
+}
+
+/// A stream: its configuration and live statistics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StreamView {
+    pub source_id: String,
+    pub state: StreamStateDto,
+    /// Label of the input currently delivering frames.
+    pub active_input: Option<String>,
+    /// Inputs in priority order (lowest number first).
+    pub inputs: Vec<InputView>,
+    /// `h264` or `h265`, once known.
+    pub codec: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Frames per second over the last few seconds.
+    pub fps: f64,
+    /// Bits per second over the last few seconds.
+    pub bitrate_bps: u64,
+    /// Time between the last two keyframes.
+    pub keyframe_interval_ms: Option<u64>,
+    /// Frames received since the stream started.
+    pub frames: u64,
+    /// Bytes of video received since the stream started.
+    pub bytes: u64,
+    /// Frames not delivered to a viewer that fell behind, summed over viewers.
+    pub drops: u64,
+    /// Times an input session ended and another one was started.
+    pub reconnects: u64,
+    /// Viewers (hub subscribers) attached now.
+    pub viewers: usize,
+    /// Latest input failure (never with credentials).
+    pub last_error: Option<String>,
+    /// True when a user name / password is stored for this stream (they are never returned).
+    pub has_credentials: bool,
+    pub should_record: bool,
+    /// After a fail-over, how often (seconds) the higher-priority inputs are tried again.
+    pub restart_interval_secs: u64,
+}
+
+/// Body of `GET /health`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok` while the gateway serves.
+    #[schema(example = "ok")]
+    pub status: String,
+    /// Version of the gateway.
+    #[schema(example = "0.1.0")]
+    pub version: String,
+    /// Streams registered.
+    pub streams: usize,
+}
+
+/// Body of every error response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Machine-readable code: `bad_request`, `unauthorized`, `not_found`, `conflict`, `payload_too_large`,
+    /// `limit_reached`, `unavailable`, `internal`.
+    #[schema(example = "not_found")]
+    pub error: String,
+    /// Human-readable explanation.
+    #[schema(example = "stream \"porch\" not found")]
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_defaults_and_unknown_fields() {
+        let c: CreateStream = serde_json::from_str(
+            r#"{"source_id":"a","rtsp_inputs":[{"label":"m","url":"rtsp://h/x","priority":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.rtsp_inputs[0].transport, TransportDto::Tcp);
+        assert!(!c.should_record);
+        assert_eq!(c.restart_interval_secs, None);
+        assert!(serde_json::from_str::<CreateStream>(
+            r#"{"source_id":"a","rtsp_inputs":[],"x":1}"#
+        )
+        .is_err());
+        assert!(serde_json::from_str::<CreateStream>(
+            r#"{"source_id":"a","rtsp_inputs":[{"label":"m","url":"u","transport":"sctp"}]}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn patch_tells_absent_from_null() {
+        let p: PatchStream = serde_json::from_str(r#"{"password":null}"#).unwrap();
+        assert_eq!(p.password, Some(None));
+        assert_eq!(p.username, None);
+        let p: PatchStream = serde_json::from_str(r#"{"username":"bob"}"#).unwrap();
+        assert_eq!(p.username, Some(Some("bob".into())));
+        assert_eq!(p.password, None);
+        assert!(serde_json::from_str::<PatchStream>(r#"{"bogus":true}"#).is_err());
+    }
+
+    #[test]
+    fn state_is_snake_case() {
+        assert_eq!(
+            serde_json::to_string(&StreamStateDto::Reconnecting).unwrap(),
+            "\"reconnecting\""
+        );
+    }
+}

@@ -39,7 +39,10 @@ async fn wait_view(gw: &Gateway, id: &str, what: &str, pred: impl Fn(&Value) -> 
         if pred(&v) {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {v}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -113,8 +116,18 @@ async fn pull_and_decode(codec: FixtureCodec, transport: &str, auth: bool) {
     assert!(!created.to_string().contains("pa55word"));
     let mut sub = gw.registry().hub("cam").unwrap().subscribe();
     let v = wait_view(&gw, "cam", "running", |v| v["state"] == "running").await;
-    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(320), Some(240)));
-    assert_eq!(v["codec"], if codec == FixtureCodec::H264 { "h264" } else { "h265" });
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(320), Some(240))
+    );
+    assert_eq!(
+        v["codec"],
+        if codec == FixtureCodec::H264 {
+            "h264"
+        } else {
+            "h265"
+        }
+    );
     assert_eq!(v["has_credentials"], auth);
     assert!(!v.to_string().contains("pa55word"));
     let frames: Vec<_> = recv_frames(&mut sub, 60)
@@ -126,7 +139,10 @@ async fn pull_and_decode(codec: FixtureCodec, transport: &str, auth: bool) {
     let (n, w, h) = decoded(&frames);
     assert!(n + 1 >= frames.len(), "decoded {n} of {}", frames.len());
     assert_eq!((w, h), (320, 240));
-    let v = wait_view(&gw, "cam", "rates", |v| v["fps"].as_f64().unwrap_or(0.0) > 20.0).await;
+    let v = wait_view(&gw, "cam", "rates", |v| {
+        v["fps"].as_f64().unwrap_or(0.0) > 20.0
+    })
+    .await;
     assert!(v["bitrate_bps"].as_u64().unwrap() > 0);
     assert_eq!(v["viewers"], 1);
     drop(sub);
@@ -214,13 +230,19 @@ async fn streams_come_back_after_a_gateway_restart() {
     gw.shutdown().await.unwrap();
 
     let gw = start(dir.path()).await;
-    let v = wait_view(&gw, "cam", "running after restart", |v| v["state"] == "running").await;
+    let v = wait_view(&gw, "cam", "running after restart", |v| {
+        v["state"] == "running"
+    })
+    .await;
     assert_eq!(v["has_credentials"], true);
     assert_eq!(v["inputs"][0]["url"], fixture.url());
     gw.shutdown().await.unwrap();
     let db = std::fs::read(dir.path().join("gateway.db")).unwrap();
     let as_text = String::from_utf8_lossy(&db);
-    assert!(!as_text.contains("u:secretpw@"), "no URL with credentials stored");
+    assert!(
+        !as_text.contains("u:secretpw@"),
+        "no URL with credentials stored"
+    );
 }
 
 /// The binary as a newcomer runs it: `gateway --demo` serves the test-pattern stream, and SIGTERM stops it.
@@ -256,7 +278,10 @@ async fn binary_runs_the_demo_and_stops_on_sigterm() {
     let page = reqwest::get(format!("{base}/debug/")).await.unwrap();
     assert_eq!(page.status(), 200);
     let pid = child.id().unwrap().to_string();
-    let kill = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
         .await

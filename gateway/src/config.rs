@@ -1,0 +1,351 @@
+//! Gateway configuration: command-line flags, then environment variables, then an optional TOML file, then
+//! defaults (the first one that sets a key wins).
+//!
+//! `--port N` / `PORT` is a shortcut for `--bind 0.0.0.0:N`. When both are given, the one from the stronger source
+//! wins (flag over environment); at the same level `--bind` wins. The file uses the same keys in snake_case
+//! (`bind`, `port`, `data_dir`, `max_sessions`, `max_streams`, `mtu`, `watchdog_secs`, `api_token`, `demo`) and
+//! refuses unknown ones, so a typo fails start-up instead of being ignored.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use serde::Deserialize;
+
+/// Default listen port.
+pub const DEFAULT_PORT: u16 = 8009;
+
+/// Command-line flags (with environment fall-backs), as clap parses them. Unset means "ask the next source".
+#[derive(Parser, Debug)]
+#[command(
+    name = "gateway",
+    version,
+    about = "Camera gateway: pulls RTSP cameras, fans each stream out to viewers."
+)]
+struct Cli {
+    /// HTTP listen address [default: 0.0.0.0:8009]
+    #[arg(long, env = "BIND_ADDRESS", value_name = "ADDR:PORT")]
+    bind: Option<SocketAddr>,
+    /// Shortcut for --bind 0.0.0.0:PORT
+    #[arg(long, env = "PORT")]
+    port: Option<u16>,
+    /// Directory of the database (and later recordings) [default: ./data]
+    #[arg(long, env = "DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Viewer sessions allowed at once [default: 1000]
+    #[arg(long, env = "MAX_SESSIONS")]
+    max_sessions: Option<usize>,
+    /// Streams allowed [default: 256]
+    #[arg(long, env = "MAX_STREAMS")]
+    max_streams: Option<usize>,
+    /// Largest RTP payload the hub produces, in bytes [default: 1200]
+    #[arg(long, env = "MTU")]
+    mtu: Option<usize>,
+    /// Reconnect a stream that delivers no frame for this long [default: 10]
+    #[arg(long, env = "WATCHDOG_SECS")]
+    watchdog_secs: Option<u64>,
+    /// When set, POST/PATCH/DELETE need `Authorization: Bearer <token>`
+    #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// Register the test-pattern stream `demo` if absent
+    #[arg(long)]
+    demo: bool,
+    /// TOML file with the same keys (snake_case)
+    #[arg(long = "config", env = "CONFIG_FILE", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// The optional TOML file.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<SocketAddr>,
+    port: Option<u16>,
+    data_dir: Option<PathBuf>,
+    max_sessions: Option<usize>,
+    max_streams: Option<usize>,
+    mtu: Option<usize>,
+    watchdog_secs: Option<u64>,
+    api_token: Option<String>,
+    demo: Option<bool>,
+}
+
+impl FileConfig {
+    fn read(path: &Path) -> anyhow::Result<FileConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+}
+
+/// The resolved configuration.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// HTTP listen address.
+    pub bind: SocketAddr,
+    /// Holds `gateway.db` (and later recordings).
+    pub data_dir: PathBuf,
+    /// Viewer sessions allowed at once (enforced by the publishers).
+    pub max_sessions: usize,
+    /// Streams allowed.
+    pub max_streams: usize,
+    /// Largest RTP payload the hub produces, in bytes.
+    pub mtu: usize,
+    /// Reconnect a stream that delivers no frame for this long.
+    pub watchdog_secs: u64,
+    /// When set, management calls need `Authorization: Bearer <token>`.
+    pub api_token: Option<String>,
+    /// Register the test-pattern stream `demo` at start-up if absent.
+    pub demo: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
+            data_dir: PathBuf::from("./data"),
+            max_sessions: 1000,
+            max_streams: 256,
+            mtu: 1200,
+            watchdog_secs: 10,
+            api_token: None,
+            demo: false,
+        }
+    }
+}
+
+/// Never prints the API token.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("data_dir", &self.data_dir)
+            .field("max_sessions", &self.max_sessions)
+            .field("max_streams", &self.max_streams)
+            .field("mtu", &self.mtu)
+            .field("watchdog_secs", &self.watchdog_secs)
+            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
+            .field("demo", &self.demo)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Reads the process's flags, environment and config file. Prints help or version and exits when asked to.
+    pub fn load() -> anyhow::Result<Config> {
+        Config::from_matches(&Cli::command().get_matches())
+    }
+
+    /// Like [`Config::load`] with explicit arguments (the first one is the program name); errors instead of exiting.
+    pub fn from_args<I, T>(args: I) -> anyhow::Result<Config>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Config::from_matches(&Cli::command().try_get_matches_from(args)?)
+    }
+
+    fn from_matches(m: &ArgMatches) -> anyhow::Result<Config> {
+        let cli = Cli::from_arg_matches(m)?;
+        let file = match &cli.config {
+            Some(path) => FileConfig::read(path)?,
+            None => FileConfig::default(),
+        };
+        let d = Config::default();
+        let bind = resolve_bind(
+            (cli.bind, level(m, "bind")),
+            (cli.port, level(m, "port")),
+            &file,
+        )
+        .unwrap_or(d.bind);
+        let config = Config {
+            bind,
+            data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+            max_sessions: cli
+                .max_sessions
+                .or(file.max_sessions)
+                .unwrap_or(d.max_sessions),
+            max_streams: cli
+                .max_streams
+                .or(file.max_streams)
+                .unwrap_or(d.max_streams),
+            mtu: cli.mtu.or(file.mtu).unwrap_or(d.mtu),
+            watchdog_secs: cli
+                .watchdog_secs
+                .or(file.watchdog_secs)
+                .unwrap_or(d.watchdog_secs),
+            // An empty token (`API_TOKEN=` in a compose file) means "no token", not "the empty token".
+            api_token: cli.api_token.or(file.api_token).filter(|t| !t.is_empty()),
+            demo: cli.demo || file.demo.unwrap_or(false),
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Refuses values the gateway cannot run with.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if !(300..=9000).contains(&self.mtu) {
+            bail!("mtu must be 300 to 9000 bytes, not {}", self.mtu);
+        }
+        if !(1..=3600).contains(&self.watchdog_secs) {
+            bail!(
+                "watchdog_secs must be 1 to 3600, not {}",
+                self.watchdog_secs
+            );
+        }
+        if self.max_streams == 0 || self.max_sessions == 0 {
+            bail!("max_streams and max_sessions must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// How strong the source of a flag's value is: 2 command line, 1 environment, 0 unset.
+fn level(m: &ArgMatches, id: &str) -> u8 {
+    match m.value_source(id) {
+        Some(ValueSource::CommandLine) => 2,
+        Some(ValueSource::EnvVariable) => 1,
+        _ => 0,
+    }
+}
+
+/// `--bind` and `--port` compete for the same setting: the stronger source wins, `bind` on a tie.
+fn resolve_bind(
+    bind: (Option<SocketAddr>, u8),
+    port: (Option<u16>, u8),
+    file: &FileConfig,
+) -> Option<SocketAddr> {
+    let any = |p: u16| SocketAddr::from((Ipv4Addr::UNSPECIFIED, p));
+    match (bind, port) {
+        ((Some(b), lb), (Some(p), lp)) => Some(if lp > lb { any(p) } else { b }),
+        ((Some(b), _), _) => Some(b),
+        (_, (Some(p), _)) => Some(any(p)),
+        _ => file.bind.or(file.port.map(any)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Tests that touch the process environment take turns.
+    static ENV: Mutex<()> = Mutex::new(());
+
+    const VARS: &[&str] = &[
+        "BIND_ADDRESS",
+        "PORT",
+        "DATA_DIR",
+        "MAX_SESSIONS",
+        "MAX_STREAMS",
+        "MTU",
+        "WATCHDOG_SECS",
+        "API_TOKEN",
+        "CONFIG_FILE",
+    ];
+
+    /// Runs `f` with exactly `vars` set among the gateway's variables.
+    fn with_env<R>(vars: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
+        let _turn = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        for v in VARS {
+            std::env::remove_var(v);
+        }
+        for (k, v) in vars {
+            std::env::set_var(k, v);
+        }
+        let r = f();
+        for (k, _) in vars {
+            std::env::remove_var(k);
+        }
+        r
+    }
+
+    fn file(dir: &tempfile::TempDir, text: &str) -> String {
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = with_env(&[], || Config::from_args(["gateway"]).unwrap());
+        assert_eq!(c, Config::default());
+        assert_eq!(c.bind.to_string(), "0.0.0.0:8009");
+    }
+
+    #[test]
+    fn cli_beats_env_beats_file_beats_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = file(
+            &dir,
+            "mtu = 1000\nmax_streams = 7\nwatchdog_secs = 3\ndata_dir = \"/from/file\"\napi_token = \"filetoken\"\n",
+        );
+        let c = with_env(&[("MTU", "1100"), ("MAX_STREAMS", "8")], || {
+            Config::from_args(["gateway", "--config", &f, "--mtu", "1300"]).unwrap()
+        });
+        assert_eq!(c.mtu, 1300, "flag beats env and file");
+        assert_eq!(c.max_streams, 8, "env beats file");
+        assert_eq!(c.watchdog_secs, 3, "file beats default");
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.api_token.as_deref(), Some("filetoken"));
+        assert_eq!(c.max_sessions, 1000, "default");
+        assert!(!format!("{c:?}").contains("filetoken"));
+    }
+
+    #[test]
+    fn config_file_from_env_and_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = file(&dir, "port = 9100\ndemo = true\n");
+        let c = with_env(&[("CONFIG_FILE", &f)], || {
+            Config::from_args(["gateway"]).unwrap()
+        });
+        assert_eq!(c.bind.to_string(), "0.0.0.0:9100");
+        assert!(c.demo);
+        let bad = file(&dir, "prot = 1\n");
+        assert!(with_env(&[], || Config::from_args(["gateway", "--config", &bad])).is_err());
+    }
+
+    #[test]
+    fn port_is_a_bind_shortcut() {
+        let c = with_env(&[], || {
+            Config::from_args(["gateway", "--port", "8100"]).unwrap()
+        });
+        assert_eq!(c.bind.to_string(), "0.0.0.0:8100");
+        let c = with_env(&[("PORT", "8101")], || {
+            Config::from_args(["gateway"]).unwrap()
+        });
+        assert_eq!(c.bind.to_string(), "0.0.0.0:8101");
+        // A flag beats the environment, whichever of the two keys each uses.
+        let c = with_env(&[("BIND_ADDRESS", "127.0.0.1:7000")], || {
+            Config::from_args(["gateway", "--port", "8102"]).unwrap()
+        });
+        assert_eq!(c.bind.to_string(), "0.0.0.0:8102");
+        let c = with_env(&[("PORT", "8103")], || {
+            Config::from_args(["gateway", "--bind", "127.0.0.1:7001"]).unwrap()
+        });
+        assert_eq!(c.bind.to_string(), "127.0.0.1:7001");
+        // Same level: bind wins.
+        let c = with_env(
+            &[("PORT", "8104"), ("BIND_ADDRESS", "127.0.0.1:7002")],
+            || Config::from_args(["gateway"]).unwrap(),
+        );
+        assert_eq!(c.bind.to_string(), "127.0.0.1:7002");
+    }
+
+    #[test]
+    fn refuses_bad_values_and_ignores_empty_token() {
+        with_env(&[], || {
+            assert!(Config::from_args(["gateway", "--mtu", "10"]).is_err());
+            assert!(Config::from_args(["gateway", "--watchdog-secs", "0"]).is_err());
+            assert!(Config::from_args(["gateway", "--port", "notaport"]).is_err());
+        });
+        let c = with_env(&[("API_TOKEN", "")], || {
+            Config::from_args(["gateway"]).unwrap()
+        });
+        assert_eq!(c.api_token, None);
+    }
+}

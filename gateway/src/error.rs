@@ -1,0 +1,192 @@
+//! `AppError`: the one place where a failure becomes an HTTP status and an [`ErrorBody`] JSON reply.
+//!
+//! Inner layers (validation, the store, the registry) return short typed errors; handlers turn them into
+//! `AppError` with `?`. JSON body rejections go through [`ApiJson`] so a malformed or oversized body gets the same
+//! JSON shape as every other error. Internal errors are logged here with their detail; the client only learns that
+//! something went wrong.
+
+use api_models::ErrorBody;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+
+use crate::registry::RegistryError;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Every error the HTTP API can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request is malformed or its content invalid (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A management call without the right API token (401).
+    #[error("this call needs the header `Authorization: Bearer <API token>`")]
+    Unauthorized,
+    /// No such stream (404).
+    #[error("stream {0:?} not found")]
+    StreamNotFound(String),
+    /// No such route (404).
+    #[error("no such resource")]
+    RouteNotFound,
+    /// The route exists, not with this method (405).
+    #[error("method not allowed on this resource")]
+    MethodNotAllowed,
+    /// The resource exists already, or is being changed by another request (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request body is over [`MAX_BODY_BYTES`] (413).
+    #[error("request body larger than {MAX_BODY_BYTES} bytes")]
+    PayloadTooLarge,
+    /// A configured count limit is reached (429).
+    #[error("{0}")]
+    LimitReached(String),
+    /// The gateway cannot take the request now, for example while shutting down (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an I/O failure (500). The detail goes to the log only.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    /// HTTP status and machine-readable code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::StreamNotFound(_) | AppError::RouteNotFound => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
+            AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            AppError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            AppError::LimitReached(_) => (StatusCode::TOO_MANY_REQUESTS, "limit_reached"),
+            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            AppError::Internal(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "internal error while serving a request"
+                );
+                "internal error; see the gateway's log".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let body = Json(ErrorBody {
+            error: code.to_owned(),
+            message,
+        });
+        if status == StatusCode::UNAUTHORIZED {
+            return (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
+        }
+        (status, body).into_response()
+    }
+}
+
+impl From<RegistryError> for AppError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Invalid(e) => AppError::BadRequest(e.to_string()),
+            RegistryError::NotFound(id) => AppError::StreamNotFound(id),
+            e @ (RegistryError::Exists(_) | RegistryError::Busy(_)) => {
+                AppError::Conflict(e.to_string())
+            }
+            e @ RegistryError::TooManyStreams(_) => AppError::LimitReached(e.to_string()),
+            e @ RegistryError::ShuttingDown => AppError::Unavailable(e.to_string()),
+            RegistryError::Store(e) => AppError::Internal(e.context("stream store")),
+        }
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(rejection: JsonRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return AppError::PayloadTooLarge;
+        }
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => AppError::BadRequest(
+                "expected a JSON body with `Content-Type: application/json`".into(),
+            ),
+            // Serde's text says which field and where, e.g. "unknown field `x`, expected ... at line 1 column 5".
+            other => AppError::BadRequest(other.body_text()),
+        }
+    }
+}
+
+/// `axum::Json` whose rejections are [`AppError`]s, so bad bodies answer with [`ErrorBody`].
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Json(value) = Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// `axum::extract::Path` whose rejections are [`AppError`]s.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(value) = Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e: PathRejection| AppError::BadRequest(e.body_text()))?;
+        Ok(ApiPath(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_detail_stays_out_of_the_body() {
+        let e = AppError::Internal(anyhow::anyhow!("disk /secret/path full"));
+        let (status, code) = e.status_and_code();
+        assert_eq!((status.as_u16(), code), (500, "internal"));
+        let resp = e.into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn codes() {
+        assert_eq!(
+            AppError::StreamNotFound("x".into()).status_and_code().1,
+            "not_found"
+        );
+        assert_eq!(
+            AppError::PayloadTooLarge.status_and_code().0,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            AppError::Unauthorized.to_string(),
+            "this call needs the header `Authorization: Bearer <API token>`"
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! The camera gateway: configuration, stream registry, persistence, REST API and debug page, as a library so the
+//! binary (`main.rs`) stays thin and integration tests can run a real server in-process.
+//!
+//! Entry points: [`Gateway::start`] (bind, open the store, restore streams, serve) and [`Gateway::shutdown`], or
+//! [`serve`] which does both around a shutdown future; [`app`] builds the HTTP router alone.
+
+pub mod api;
+mod auth;
+pub mod config;
+pub mod definition;
+pub mod error;
+pub mod registry;
+mod server;
+pub mod store;
+mod view;
+mod web;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::Router;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use config::Config;
+pub use error::AppError;
+pub use registry::{RegistryOptions, StreamRegistry};
+pub use server::{serve, Gateway, DEMO_SOURCE_ID, DEMO_URL};
+pub use store::Store;
+
+/// What every request handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<StreamRegistry>,
+    pub config: Arc<Config>,
+}
+
+/// The whole HTTP surface: the REST API (with the API-token check and the 64 KiB body limit), Swagger UI at
+/// `/swagger-ui`, the OpenAPI document at `/api-docs/openapi.json`, and the debug page at `/debug/`.
+pub fn app(state: AppState) -> Router {
+    let (api_routes, openapi) = api::router().split_for_parts();
+    let api_routes = api_routes
+        .route_layer(from_fn_with_state(state.clone(), auth::require_token))
+        .layer(DefaultBodyLimit::max(error::MAX_BODY_BYTES));
+    Router::new()
+        .merge(api_routes)
+        .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", openapi))
+        .merge(web::router())
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .fallback(|| async { AppError::RouteNotFound })
+        .with_state(state)
+}

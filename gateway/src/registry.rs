@@ -1,0 +1,345 @@
+//! `StreamRegistry`: the running streams — for each, its definition, its [`Hub`] and its ingest task.
+//!
+//! Every change is persisted before it takes effect, so what runs is what comes back after a restart. A patch that
+//! changes inputs, credentials or timings stops the old ingest and starts a new one on the *same* hub: viewers stay
+//! attached and see the slate, then the new input.
+//!
+//! Locking: the map and each stream's live state sit behind `parking_lot` mutexes that are only held for a few
+//! assignments, never across an `.await` (take what is needed out, drop the guard, then await). Two management
+//! calls on the same stream never interleave: each marks the stream busy, and a second call meanwhile gets
+//! [`RegistryError::Busy`] (409) instead of waiting.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use api_models::{CreateStream, PatchStream, StreamView};
+use hub::{Hub, HubOptions};
+use parking_lot::Mutex;
+use sources::IngestHandle;
+use tracing::{info, warn};
+
+use crate::definition::{DefinitionError, StreamDefinition};
+use crate::store::{Store, StoreError};
+use crate::view::stream_view;
+
+/// How long shutdown waits for one ingest to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a registry call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Invalid(#[from] DefinitionError),
+    #[error("stream {0:?} not found")]
+    NotFound(String),
+    #[error("stream {0:?} exists already")]
+    Exists(String),
+    #[error("stream {0:?} is being changed by another request; try again")]
+    Busy(String),
+    #[error("this gateway is configured for at most {0} streams")]
+    TooManyStreams(usize),
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(anyhow::Error),
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Exists(id) => RegistryError::Exists(id),
+            StoreError::Missing(id) => RegistryError::NotFound(id),
+            StoreError::Other(e) => RegistryError::Store(e),
+        }
+    }
+}
+
+/// Settings shared by every stream.
+#[derive(Clone, Debug)]
+pub struct RegistryOptions {
+    pub max_streams: usize,
+    /// Reconnect an input that delivers no frame for this long.
+    pub watchdog: Duration,
+    /// Largest RTP payload the hubs produce.
+    pub mtu: usize,
+}
+
+/// One registered stream.
+struct Entry {
+    hub: Hub,
+    live: Mutex<Live>,
+    /// Set while a management call works on this stream.
+    busy: AtomicBool,
+}
+
+struct Live {
+    def: Arc<StreamDefinition>,
+    ingest: Option<IngestHandle>,
+}
+
+impl Entry {
+    fn definition(&self) -> Arc<StreamDefinition> {
+        self.live.lock().def.clone()
+    }
+
+    fn view(&self) -> StreamView {
+        stream_view(&self.definition(), &self.hub)
+    }
+
+    /// Marks the stream busy until the returned guard drops.
+    fn try_busy(&self) -> Result<BusyGuard<'_>, RegistryError> {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return Err(RegistryError::Busy(self.definition().source_id.clone()));
+        }
+        Ok(BusyGuard(&self.busy))
+    }
+}
+
+/// Clears an [`Entry`]'s busy flag on drop. A flag, not a lock: nobody ever waits on it.
+struct BusyGuard<'a>(&'a AtomicBool);
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// The running streams of the gateway.
+pub struct StreamRegistry {
+    store: Store,
+    options: RegistryOptions,
+    streams: Mutex<BTreeMap<String, Arc<Entry>>>,
+    closing: AtomicBool,
+}
+
+impl StreamRegistry {
+    pub fn new(store: Store, options: RegistryOptions) -> StreamRegistry {
+        StreamRegistry {
+            store,
+            options,
+            streams: Mutex::new(BTreeMap::new()),
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts every stream found in the store. Returns how many.
+    pub async fn restore(&self) -> anyhow::Result<usize> {
+        let defs = self.store.list().await?;
+        let n = defs.len();
+        if n > self.options.max_streams {
+            warn!(
+                stored = n,
+                max_streams = self.options.max_streams,
+                "more streams stored than allowed; starting all"
+            );
+        }
+        for def in defs {
+            let entry = self.new_entry(def.clone());
+            let replaced = self
+                .streams
+                .lock()
+                .insert(def.source_id.clone(), entry.clone());
+            if let Some(old) = replaced {
+                warn!(source_id = %def.source_id, "restored twice; replacing");
+                old.hub.close();
+            }
+            self.start_ingest(&entry, &def);
+            info!(source_id = %def.source_id, inputs = %describe_inputs(&def), "restored stream");
+        }
+        Ok(n)
+    }
+
+    /// Registers, persists and starts a stream.
+    pub async fn create(&self, req: CreateStream) -> Result<StreamView, RegistryError> {
+        self.check_open()?;
+        let def = StreamDefinition::from_create(req, now_ms())?;
+        let id = def.source_id.clone();
+        let entry = self.new_entry(def.clone());
+        let busy = entry.try_busy()?;
+        {
+            let mut map = self.streams.lock();
+            if map.contains_key(&id) {
+                return Err(RegistryError::Exists(id));
+            }
+            if map.len() >= self.options.max_streams {
+                return Err(RegistryError::TooManyStreams(self.options.max_streams));
+            }
+            map.insert(id.clone(), entry.clone());
+        }
+        if let Err(e) = self.store.insert(def.clone()).await {
+            self.remove_if_same(&id, &entry);
+            entry.hub.close();
+            return Err(e.into());
+        }
+        if self.check_open().is_ok() {
+            self.start_ingest(&entry, &def);
+        }
+        drop(busy);
+        info!(source_id = %id, inputs = %describe_inputs(&def), credentials = def.credentials.is_some(), "created stream");
+        Ok(entry.view())
+    }
+
+    /// Changes a stream; restarts its ingest (on the same hub) when inputs, credentials or timings change.
+    pub async fn patch(&self, id: &str, patch: PatchStream) -> Result<StreamView, RegistryError> {
+        self.check_open()?;
+        let entry = self.entry(id)?;
+        let busy = entry.try_busy()?;
+        let current = entry.definition();
+        let next = current.patched(patch)?;
+        self.store.update(next.clone()).await?;
+        let restart = !next.same_ingest(&current);
+        let old = {
+            let mut live = entry.live.lock();
+            live.def = Arc::new(next.clone());
+            if restart {
+                live.ingest.take()
+            } else {
+                None
+            }
+        };
+        if restart {
+            if let Some(old) = old {
+                old.stop().await;
+            }
+            if self.check_open().is_ok() {
+                self.start_ingest(&entry, &next);
+            }
+        }
+        drop(busy);
+        info!(source_id = %id, inputs = %describe_inputs(&next), credentials = next.credentials.is_some(),
+            restarted = restart, "patched stream");
+        Ok(entry.view())
+    }
+
+    /// Stops a stream, closes its hub (viewers are told the stream ended) and forgets it.
+    pub async fn delete(&self, id: &str) -> Result<(), RegistryError> {
+        self.check_open()?;
+        let entry = self.entry(id)?;
+        let busy = entry.try_busy()?;
+        match self.store.delete(id).await {
+            Ok(()) | Err(StoreError::Missing(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.remove_if_same(id, &entry);
+        let ingest = entry.live.lock().ingest.take();
+        if let Some(ingest) = ingest {
+            ingest.stop().await;
+        }
+        entry.hub.close();
+        drop(busy);
+        info!(source_id = %id, "deleted stream");
+        Ok(())
+    }
+
+    /// One stream's view.
+    pub fn get(&self, id: &str) -> Result<StreamView, RegistryError> {
+        Ok(self.entry(id)?.view())
+    }
+
+    /// Every stream's view, by id.
+    pub fn list(&self) -> Vec<StreamView> {
+        let entries: Vec<Arc<Entry>> = self.streams.lock().values().cloned().collect();
+        entries.iter().map(|e| e.view()).collect()
+    }
+
+    /// The hub of a stream, for consumers (publishers, recorder).
+    pub fn hub(&self, id: &str) -> Option<Hub> {
+        self.streams.lock().get(id).map(|e| e.hub.clone())
+    }
+
+    /// Number of registered streams.
+    pub fn len(&self) -> usize {
+        self.streams.lock().len()
+    }
+
+    /// True when no stream is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Refuses further changes, stops every ingest and closes every hub.
+    pub async fn shutdown(&self) {
+        self.closing.store(true, Ordering::Release);
+        let entries: Vec<Arc<Entry>> = std::mem::take(&mut *self.streams.lock())
+            .into_values()
+            .collect();
+        let stops = entries.iter().map(|entry| {
+            let ingest = entry.live.lock().ingest.take();
+            async move {
+                if let Some(ingest) = ingest {
+                    if tokio::time::timeout(STOP_TIMEOUT, ingest.stop()).await.is_err() {
+                        warn!(source_id = %entry.definition().source_id, "ingest did not stop in time");
+                    }
+                }
+                entry.hub.close();
+            }
+        });
+        futures::future::join_all(stops).await;
+        info!(streams = entries.len(), "all streams stopped");
+    }
+
+    fn check_open(&self) -> Result<(), RegistryError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(RegistryError::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    fn entry(&self, id: &str) -> Result<Arc<Entry>, RegistryError> {
+        self.streams
+            .lock()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))
+    }
+
+    fn new_entry(&self, def: StreamDefinition) -> Arc<Entry> {
+        let options = HubOptions {
+            mtu: self.options.mtu,
+            ..HubOptions::default()
+        };
+        Arc::new(Entry {
+            hub: Hub::new(def.source_id.clone(), options),
+            live: Mutex::new(Live {
+                def: Arc::new(def),
+                ingest: None,
+            }),
+            busy: AtomicBool::new(false),
+        })
+    }
+
+    /// Spawns the ingest of `def` into the entry's hub (the entry must have none running).
+    fn start_ingest(&self, entry: &Entry, def: &StreamDefinition) {
+        let handle = IngestHandle::spawn(
+            def.source_id.clone(),
+            def.ingest_options(self.options.watchdog),
+            Arc::new(entry.hub.clone()),
+        );
+        let previous = entry.live.lock().ingest.replace(handle);
+        debug_assert!(previous.is_none(), "two ingests on one hub");
+    }
+
+    fn remove_if_same(&self, id: &str, entry: &Arc<Entry>) {
+        let mut map = self.streams.lock();
+        if map.get(id).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            map.remove(id);
+        }
+    }
+}
+
+/// `label=url(priority)` list for logs; URLs here never carry credentials.
+fn describe_inputs(def: &StreamDefinition) -> String {
+    def.inputs
+        .iter()
+        .map(|i| format!("{}={}({})", i.label, i.url, i.priority))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

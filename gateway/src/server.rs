@@ -1,0 +1,159 @@
+//! Running the gateway: bind the listener, open the store, restore the streams, register the demo stream, serve
+//! HTTP; and the reverse on shutdown (stop taking requests, stop every ingest, close every hub).
+
+use std::future::{Future, IntoFuture};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use api_models::{CreateStream, InputDto, TransportDto};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::registry::{RegistryError, RegistryOptions, StreamRegistry};
+use crate::store::Store;
+use crate::{app, AppState, Config};
+
+/// Id of the stream `--demo` registers.
+pub const DEMO_SOURCE_ID: &str = "demo";
+/// Input of the demo stream: the built-in test pattern.
+pub const DEMO_URL: &str = "testsrc://?width=1280&height=720&fps=25&gop=50";
+/// How long shutdown lets open HTTP connections finish.
+const HTTP_DRAIN: Duration = Duration::from_secs(5);
+
+/// A running gateway.
+pub struct Gateway {
+    local_addr: SocketAddr,
+    registry: Arc<StreamRegistry>,
+    stop_http: CancellationToken,
+    http: JoinHandle<std::io::Result<()>>,
+}
+
+impl Gateway {
+    /// Binds `config.bind` (port 0 picks a free one), opens `<data_dir>/gateway.db`, restores the stored streams,
+    /// registers the demo stream when `config.demo` asks for it, and starts serving.
+    pub async fn start(config: Config) -> anyhow::Result<Gateway> {
+        config.check()?;
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("binding {}", config.bind))?;
+        let local_addr = listener.local_addr()?;
+        let store = Store::open(&config.data_dir).await?;
+        let registry = Arc::new(StreamRegistry::new(
+            store,
+            RegistryOptions {
+                max_streams: config.max_streams,
+                watchdog: Duration::from_secs(config.watchdog_secs),
+                mtu: config.mtu,
+            },
+        ));
+        let restored = registry.restore().await.context("restoring streams")?;
+        if config.demo {
+            ensure_demo(&registry).await?;
+        }
+        info!(
+            %local_addr,
+            data_dir = %config.data_dir.display(),
+            restored,
+            api_token = config.api_token.is_some(),
+            "gateway serving"
+        );
+        let state = AppState {
+            registry: registry.clone(),
+            config: Arc::new(config),
+        };
+        let stop_http = CancellationToken::new();
+        let http = tokio::spawn(
+            axum::serve(listener, app(state))
+                .with_graceful_shutdown(stop_http.clone().cancelled_owned())
+                .into_future(),
+        );
+        Ok(Gateway {
+            local_addr,
+            registry,
+            stop_http,
+            http,
+        })
+    }
+
+    /// The address the HTTP server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://host:port` for a browser on this machine (a wildcard bind becomes loopback).
+    pub fn base_url(&self) -> String {
+        let ip = match self.local_addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, self.local_addr.port()))
+    }
+
+    /// The stream registry (for consumers wired in-process).
+    pub fn registry(&self) -> &Arc<StreamRegistry> {
+        &self.registry
+    }
+
+    /// Stops taking requests (open ones get a few seconds), then stops every ingest and closes every hub.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let Gateway {
+            registry,
+            stop_http,
+            mut http,
+            ..
+        } = self;
+        stop_http.cancel();
+        match tokio::time::timeout(HTTP_DRAIN, &mut http).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server ended with an error"),
+            Ok(Err(e)) => warn!(error = %e, "HTTP server task failed"),
+            Err(_) => {
+                warn!(
+                    "HTTP connections still open after {} s; closing them",
+                    HTTP_DRAIN.as_secs()
+                );
+                http.abort();
+            }
+        }
+        registry.shutdown().await;
+        info!("gateway stopped");
+        Ok(())
+    }
+}
+
+/// Starts a gateway, serves until `shutdown` completes, then stops it cleanly.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let gateway = Gateway::start(config).await?;
+    shutdown.await;
+    info!("shutting down");
+    gateway.shutdown().await
+}
+
+/// Registers the test-pattern stream `demo` unless a stream with that id exists.
+async fn ensure_demo(registry: &StreamRegistry) -> anyhow::Result<()> {
+    if registry.get(DEMO_SOURCE_ID).is_ok() {
+        return Ok(());
+    }
+    let req = CreateStream {
+        source_id: DEMO_SOURCE_ID.to_owned(),
+        rtsp_inputs: vec![InputDto {
+            label: "testsrc".to_owned(),
+            url: DEMO_URL.to_owned(),
+            priority: 0,
+            transport: TransportDto::Tcp,
+        }],
+        username: None,
+        password: None,
+        should_record: false,
+        restart_interval_secs: None,
+    };
+    match registry.create(req).await {
+        Ok(_) | Err(RegistryError::Exists(_)) => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context("registering the demo stream")),
+    }
+}

@@ -1,0 +1,47 @@
+//! Builds the API's [`StreamView`] from a stream's definition and its hub's live status, statistics and
+//! parameter sets. Nothing here can reveal credentials: URLs come from the definition, which has none.
+
+use api_models::{StreamStateDto, StreamView};
+use hub::Hub;
+use sources::IngestState;
+
+use crate::definition::StreamDefinition;
+
+/// The view of one stream right now.
+pub fn stream_view(def: &StreamDefinition, hub: &Hub) -> StreamView {
+    let stats = hub.stats();
+    let status = hub.status();
+    let params = hub.params();
+    StreamView {
+        source_id: def.source_id.clone(),
+        state: state_dto(status.state),
+        active_input: status.active_input,
+        inputs: def.input_views(),
+        codec: params.as_ref().map(|p| p.codec.name().to_owned()),
+        width: params.as_ref().map(|p| p.width),
+        height: params.as_ref().map(|p| p.height),
+        fps: stats.fps,
+        bitrate_bps: stats.bitrate_bps,
+        keyframe_interval_ms: stats.keyframe_interval_ms,
+        frames: stats.frames,
+        bytes: stats.bytes,
+        drops: stats.drops,
+        reconnects: status.reconnects.max(stats.reconnects),
+        viewers: stats.subscribers,
+        last_error: status.last_error,
+        has_credentials: def.credentials.is_some(),
+        should_record: def.should_record,
+        restart_interval_secs: def.restart_interval_secs,
+    }
+}
+
+/// The API name of an ingest state.
+pub fn state_dto(state: IngestState) -> StreamStateDto {
+    match state {
+        IngestState::Starting => StreamStateDto::Starting,
+        IngestState::Running => StreamStateDto::Running,
+        IngestState::Reconnecting => StreamStateDto::Reconnecting,
+        IngestState::Offline => StreamStateDto::Offline,
+        IngestState::Error => StreamStateDto::Error,
+    }
+}
