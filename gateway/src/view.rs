@@ -1,5 +1,5 @@
 //! Builds the API's [`StreamView`] from a stream's definition and its hub's live status, statistics and
-//! parameter sets. Nothing here can reveal credentials: URLs come from the definition, which has none.
+//! camera parameter sets. Nothing here can reveal credentials: URLs come from the definition, which has none.
 
 use api_models::{StreamStateDto, StreamView};
 use hub::Hub;
@@ -11,7 +11,8 @@ use crate::definition::StreamDefinition;
 pub fn stream_view(def: &StreamDefinition, hub: &Hub) -> StreamView {
     let stats = hub.stats();
     let status = hub.status();
-    let params = hub.params();
+    // The camera's format, not the slate's: a camera that never connected has no codec or size yet.
+    let params = hub.camera_params();
     StreamView {
         source_id: def.source_id.clone(),
         state: state_dto(status.state),

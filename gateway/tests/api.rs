@@ -438,3 +438,29 @@ async fn openapi_swagger_and_debug_page_are_served() {
     assert_error(gw.get("/debug/nope.js").await, 404, "not_found").await;
     gw.stop().await;
 }
+
+/// A camera that never answers: the stream is `offline` with the reason, and reports no codec or size (the slate
+/// viewers see is not the camera's format).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_camera_is_offline_without_a_made_up_format() {
+    let gw = common::start().await;
+    assert_eq!(
+        gw.post("/streams", &dead_rtsp_stream("gone"))
+            .await
+            .status(),
+        201
+    );
+    let v = gw
+        .wait_for("gone", |v| v.state == StreamStateDto::Offline)
+        .await;
+    assert!(
+        v.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("refused")),
+        "{:?}",
+        v.last_error
+    );
+    assert_eq!((v.codec, v.width, v.height), (None, None, None));
+    assert_eq!(v.frames, 0);
+    gw.stop().await;
+}

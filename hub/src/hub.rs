@@ -82,6 +82,8 @@ struct State {
     next_id: u64,
     gop: GopCache,
     params: Option<Arc<ParameterSets>>,
+    /// Parameters of the last camera (not slate) frame: what the stream's view reports.
+    camera_params: Option<Arc<ParameterSets>>,
     status: IngestStatus,
     counters: Counters,
     next_index: u64,
@@ -113,6 +115,7 @@ impl Hub {
                     next_id: 0,
                     gop,
                     params: None,
+                    camera_params: None,
                     status: IngestStatus::default(),
                     counters: Counters::default(),
                     next_index: 0,
@@ -178,6 +181,11 @@ impl Hub {
         self.shared.state.lock().params.clone()
     }
 
+    /// The decoder configuration of the camera's last frame (never the slate's); `None` until a camera delivers.
+    pub fn camera_params(&self) -> Option<Arc<ParameterSets>> {
+        self.shared.state.lock().camera_params.clone()
+    }
+
     /// The ingest's latest status.
     pub fn status(&self) -> IngestStatus {
         self.shared.state.lock().status.clone()
@@ -216,6 +224,9 @@ impl FrameSink for Hub {
         });
         st.next_index += 1;
         st.counters.on_frame(&f.frame);
+        if !f.frame.is_slate && st.camera_params.as_ref() != Some(&f.frame.params) {
+            st.camera_params = Some(f.frame.params.clone());
+        }
         st.gop.push(&f);
         let mut gone = Vec::new();
         for (i, slot) in st.slots.iter_mut().enumerate() {
@@ -363,6 +374,17 @@ mod tests {
         });
         assert!(h.subscribe().try_recv().is_none());
         assert_eq!(h.subscriber_count(), 0);
+    }
+
+    #[test]
+    fn camera_params_ignore_the_slate() {
+        let h = hub(16);
+        let mut slate = frame(Codec::H264, true, 100, 0);
+        slate.is_slate = true;
+        h.push_frame(slate);
+        assert!(h.camera_params().is_none());
+        push(&h, 1, 1, 1);
+        assert_eq!(h.camera_params().unwrap().width, 320);
     }
 
     #[test]

@@ -69,6 +69,20 @@ pub enum IngestError {
     UdpSilent(Duration),
 }
 
+impl IngestError {
+    /// Failures that retrying will not fix without a change of configuration (wrong credentials, wrong path, no
+    /// usable video). Still retried with back-off, since the camera may be reconfigured, but shown as `error`.
+    pub fn is_configuration_error(&self) -> bool {
+        match self {
+            IngestError::Rtsp(RtspError::NoVideo(_)) => true,
+            IngestError::Rtsp(RtspError::Retina { status, .. }) => {
+                matches!(status, Some(401 | 403 | 404))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The running ingest of one stream. Dropping it stops the task; [`IngestHandle::stop`] also waits for it.
 pub struct IngestHandle {
     cancel: CancellationToken,
@@ -291,8 +305,8 @@ impl Ingest {
             let jitter = rand::thread_rng().gen_range(-1.0..=1.0);
             self.planner.on_failed(i, Instant::now(), jitter);
         }
-        let state = if !self.ever_connected {
-            IngestState::Starting
+        let state = if e.is_configuration_error() {
+            IngestState::Error
         } else if self.planner.all_failing() {
             IngestState::Offline
         } else {

@@ -33,9 +33,11 @@ pub enum IngestState {
     Running,
     /// The input that was delivering failed; trying again (the slate is shown).
     Reconnecting,
-    /// Every input failed at least once in a row; still retrying forever (the slate is shown).
+    /// Every input failed since it last delivered (or never delivered); still retrying forever (the slate is
+    /// shown).
     Offline,
-    /// The configuration cannot work (for example no usable input); not retried.
+    /// The last failure needs a configuration change to go away (wrong credentials, wrong path, no H.264/H.265
+    /// video, no inputs); still retried with back-off in case the camera is fixed.
     Error,
 }
 

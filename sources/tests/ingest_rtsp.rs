@@ -112,6 +112,11 @@ async fn digest_auth_right_and_wrong_password() {
     })
     .await;
     ingest.stop().await;
+    assert_eq!(
+        bad.state(),
+        IngestState::Error,
+        "wrong credentials need a configuration change"
+    );
     let err = bad.status().last_error.unwrap();
     assert!(err.contains("401"), "{err}");
     assert!(!err.contains("wrong-pass"));
@@ -255,7 +260,7 @@ async fn unreachable_camera_reports_error_and_shows_slate() {
     .await;
     ingest.stop().await;
     let s = sink.status();
-    assert_eq!(s.state, IngestState::Starting);
+    assert_eq!(s.state, IngestState::Offline, "the only input failed");
     assert!(s.last_error.is_some());
 }
 

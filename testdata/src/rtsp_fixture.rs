@@ -72,6 +72,7 @@ pub struct RtspFixture {
 
 struct Running {
     main_loop: glib::MainLoop,
+    ctx: glib::MainContext,
     thread: JoinHandle<()>,
 }
 
@@ -100,7 +101,10 @@ impl RtspFixture {
     /// Stops serving: closes every client connection and frees the port.
     pub fn stop(&mut self) {
         if let Some(r) = self.running.take() {
-            r.main_loop.quit();
+            // Quit from inside the loop: a quit() issued before the thread reached run() would be lost and the
+            // join below would wait forever.
+            let main_loop = r.main_loop.clone();
+            r.ctx.invoke(move || main_loop.quit());
             let _ = r.thread.join();
         }
     }
@@ -195,7 +199,11 @@ impl RtspFixture {
                         return;
                     }
                 };
-                let _ = tx.send(Ok((server.bound_port() as u16, main_loop.clone())));
+                let _ = tx.send(Ok((
+                    server.bound_port() as u16,
+                    main_loop.clone(),
+                    ctx.clone(),
+                )));
                 main_loop.run();
                 // Stop accepting, then drop every client (their sockets close) and every session.
                 if let Some(s) = ctx.find_source_by_id(&source) {
@@ -208,14 +216,22 @@ impl RtspFixture {
                 if let Some(pool) = server.session_pool() {
                     pool.filter(Some(&mut |_, _| rtsp_server::RTSPFilterResult::Remove));
                 }
-                // Let the closes run on this context before it goes away.
-                while ctx.iteration(false) {}
+                // Let the closes run on this context before it goes away (bounded: a busy source must not hang us).
+                for _ in 0..10_000 {
+                    if !ctx.iteration(false) {
+                        break;
+                    }
+                }
             })
             .map_err(|_| FixtureError::Thread)?;
         match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok((port, main_loop))) => {
+            Ok(Ok((port, main_loop, ctx))) => {
                 self.port = port;
-                self.running = Some(Running { main_loop, thread });
+                self.running = Some(Running {
+                    main_loop,
+                    ctx,
+                    thread,
+                });
                 Ok(())
             }
             Ok(Err(e)) => {
