@@ -142,11 +142,19 @@ impl FailoverPlanner {
             .min_by_key(|&i| self.rank(i))
     }
 
-    /// When the next probe could become due, for the caller's timer.
+    /// When the next probe could become due, for the caller's timer: the probe interval has passed and a better
+    /// input's back-off has ended. Never in the past while no probe is due, so a timer on it can't spin.
     pub fn next_probe_at(&self) -> Option<Instant> {
         let active = self.active?;
-        let better = (0..self.slots.len()).any(|i| self.rank(i) < self.rank(active));
-        better.then(|| self.last_probe.map(|t| t + self.policy.retry_primary_after))?
+        let better_ready = (0..self.slots.len())
+            .filter(|&i| self.rank(i) < self.rank(active))
+            .map(|i| self.slots[i].not_before)
+            .min()?;
+        let interval_over = self.last_probe.map(|t| t + self.policy.retry_primary_after);
+        match (interval_over, better_ready) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -225,6 +233,24 @@ mod tests {
             "the best input needs no probe"
         );
         assert_eq!(p.next_probe_at(), None);
+    }
+
+    #[test]
+    fn probe_timer_waits_for_the_better_inputs_back_off() {
+        let t0 = Instant::now();
+        let policy = FailoverPolicy {
+            retry_primary_after: secs(1),
+            ..Default::default()
+        };
+        let mut p = FailoverPlanner::new(&[0, 1], policy);
+        for _ in 0..6 {
+            p.on_failed(0, t0, 0.0);
+        }
+        p.on_connected(1, t0);
+        // Probing is allowed after 1 s, but the primary backs off for 30 s: the timer says 30 s, not 1 s.
+        assert_eq!(p.probe_due(t0 + secs(2)), None);
+        assert_eq!(p.next_probe_at(), Some(t0 + secs(30)));
+        assert_eq!(p.probe_due(t0 + secs(30)), Some(0));
     }
 
     #[test]
