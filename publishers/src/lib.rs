@@ -11,6 +11,7 @@
 mod retransmit;
 mod rtp_out;
 pub mod sdp;
+pub mod wsc;
 
 pub use retransmit::{parse_feedback, Feedback, RtcpError, SendHistory, DEFAULT_HISTORY};
 pub use rtp_out::RtpOutput;

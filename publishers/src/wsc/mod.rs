@@ -1,0 +1,8 @@
+//! WSC-RTP, the native low-latency protocol (WSC-RTP-PROTOCOL.md): control datagrams, WebSocket messages and the
+//! sans-IO session that ties them to a viewer's RTP output.
+
+pub mod datagram;
+pub mod messages;
+mod session;
+
+pub use session::{Input, Output, WscIdentity, WscOptions, WscSession, WscStats, PAYLOAD_TYPE};

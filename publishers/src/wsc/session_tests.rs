@@ -1,0 +1,322 @@
+//! Session behaviour under simulated time: no sockets, no sleeping.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hub::{packetize, HubFrame};
+use sources::{Codec, Frame, ParameterSets};
+
+use super::*;
+use crate::wsc::datagram::{build_proof, parse_ack, ProofKind};
+
+const TOKEN: [u8; 16] = [0xab; 16];
+
+fn params() -> Arc<ParameterSets> {
+    Arc::new(ParameterSets {
+        codec: Codec::H264,
+        vps: None,
+        sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f]),
+        pps: Bytes::from_static(&[0x68, 0xce]),
+        width: 320,
+        height: 240,
+        rfc6381_codec: None,
+    })
+}
+
+fn frame(i: u64, key: bool) -> Arc<HubFrame> {
+    let nal: &[u8] = if key { &[0x65, 1, 2, 3] } else { &[0x41, 1, 2] };
+    let f = Frame {
+        codec: Codec::H264,
+        data: sources::frame::length_prefixed([nal]),
+        pts_90k: i as i64 * 3000,
+        wall_ms: 0,
+        is_keyframe: key,
+        params: params(),
+        is_slate: false,
+    };
+    let packets = packetize(&f, 1200);
+    Arc::new(HubFrame {
+        frame: f,
+        packets,
+        index: i,
+    })
+}
+
+fn session(t0: Instant) -> WscSession {
+    let id = WscIdentity {
+        session_id: "00112233445566778899aabbccddeeff".into(),
+        token: TOKEN,
+        ssrc: 42,
+        initial_seq: 1000,
+        stream_name: "cam".into(),
+    };
+    WscSession::new(
+        t0,
+        id,
+        WscOptions {
+            udp_port: 8010,
+            ..Default::default()
+        },
+        None,
+        Some(StreamStateName::Running),
+    )
+}
+
+fn drain(s: &mut WscSession) -> Vec<Output> {
+    std::iter::from_fn(|| s.poll_output()).collect()
+}
+
+fn texts(outs: &[Output]) -> Vec<serde_json::Value> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::WsText(t) => Some(serde_json::from_str(t).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn datagrams_to(outs: &[Output], addr: SocketAddr) -> Vec<Bytes> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Datagram { to, data } if *to == addr => Some(data.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn a() -> SocketAddr {
+    "10.1.1.1:5000".parse().unwrap()
+}
+fn b() -> SocketAddr {
+    "10.2.2.2:6000".parse().unwrap()
+}
+
+#[test]
+fn init_then_media_only_after_a_valid_proof_starting_at_a_keyframe() {
+    let t0 = Instant::now();
+    let mut s = session(t0);
+    let first = texts(&drain(&mut s));
+    assert_eq!(first[0]["type"], "init");
+    assert_eq!(first[0]["token"], "ab".repeat(16));
+    assert_eq!(first[0]["udp_port"], 8010);
+    assert_eq!(
+        first[1],
+        serde_json::json!({"type": "stream_state", "state": "running"})
+    );
+    assert_eq!(first[2]["mode"], "live");
+
+    s.handle(t0, Input::Frame(frame(0, false)));
+    s.handle(t0, Input::Frame(frame(1, true)));
+    s.handle(t0, Input::Frame(frame(2, false)));
+    let outs = drain(&mut s);
+    assert_eq!(texts(&outs)[0]["type"], "sdp");
+    assert!(
+        outs.iter()
+            .all(|o| !matches!(o, Output::Datagram { .. } | Output::WsBinary(_))),
+        "held back"
+    );
+
+    // A wrong token changes nothing.
+    let mut wrong = TOKEN;
+    wrong[0] ^= 1;
+    s.handle(
+        t0,
+        Input::Datagram {
+            from: b(),
+            data: &build_proof(ProofKind::Proof, &wrong),
+        },
+    );
+    s.handle(
+        t0,
+        Input::Datagram {
+            from: b(),
+            data: b"garbage",
+        },
+    );
+    assert!(drain(&mut s).is_empty());
+
+    let t1 = t0 + Duration::from_millis(200);
+    s.handle(
+        t1,
+        Input::Datagram {
+            from: a(),
+            data: &build_proof(ProofKind::Proof, &TOKEN),
+        },
+    );
+    let outs = drain(&mut s);
+    assert!(outs.contains(&Output::UdpPeer(a())));
+    assert_eq!(
+        texts(&outs)[0],
+        serde_json::json!({"type": "transport", "mode": "udp"})
+    );
+    let to_a = datagrams_to(&outs, a());
+    assert_eq!(parse_ack(&to_a[0]), Some(ProofKind::Proof));
+    // SPS, PPS, IDR, then the delta frame: the pending GOP from its keyframe.
+    assert_eq!(to_a.len(), 1 + 4);
+    assert_eq!(to_a[1][12], 0x67);
+    assert_eq!(u16::from_be_bytes([to_a[1][2], to_a[1][3]]), 1000);
+    assert_eq!(
+        s.stats().first_packet_after,
+        Some(Duration::from_millis(200))
+    );
+    assert!(datagrams_to(&outs, b()).is_empty());
+}
+
+#[test]
+fn media_never_goes_to_an_address_that_did_not_prove() {
+    let t0 = Instant::now();
+    let mut s = session(t0);
+    s.handle(
+        t0,
+        Input::Datagram {
+            from: a(),
+            data: &build_proof(ProofKind::Proof, &TOKEN),
+        },
+    );
+    s.handle(t0, Input::Frame(frame(0, true)));
+    drain(&mut s);
+    // B sends a NACK for a packet A got: no retransmission to anyone.
+    let mut nack = vec![0x81, 205, 0, 3, 0, 0, 0, 9, 0, 0, 0, 42];
+    nack.extend_from_slice(&[0x03, 0xe8, 0, 0]);
+    s.handle(
+        t0,
+        Input::Datagram {
+            from: b(),
+            data: &nack,
+        },
+    );
+    assert!(drain(&mut s).is_empty());
+    // The same NACK from A is answered, to A.
+    s.handle(
+        t0,
+        Input::Datagram {
+            from: a(),
+            data: &nack,
+        },
+    );
+    let outs = drain(&mut s);
+    assert_eq!(datagrams_to(&outs, a()).len(), 1);
+    assert_eq!(s.stats().retransmitted, 1);
+    // B proving with the token (a NAT rebinding) moves media to B.
+    s.handle(
+        t0,
+        Input::Datagram {
+            from: b(),
+            data: &build_proof(ProofKind::KeepAlive, &TOKEN),
+        },
+    );
+    s.handle(t0, Input::Frame(frame(1, false)));
+    let outs = drain(&mut s);
+    assert!(outs.contains(&Output::UdpPeer(b())));
+    assert_eq!(datagrams_to(&outs, b()).len(), 2, "ack + the delta frame");
+    assert!(datagrams_to(&outs, a()).is_empty());
+}
+
+#[test]
+fn no_proof_in_time_falls_back_to_the_websocket() {
+    let t0 = Instant::now();
+    let mut s = session(t0);
+    s.handle(t0, Input::Frame(frame(0, true)));
+    drain(&mut s);
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(3000)));
+    s.handle_timeout(t0 + Duration::from_millis(2999));
+    assert!(drain(&mut s).is_empty());
+    s.handle_timeout(t0 + Duration::from_millis(3000));
+    let outs = drain(&mut s);
+    assert_eq!(texts(&outs)[0]["mode"], "websocket");
+    assert_eq!(
+        outs.iter()
+            .filter(|o| matches!(o, Output::WsBinary(_)))
+            .count(),
+        3
+    );
+    // A late proof does not pull media back to UDP.
+    s.handle(
+        t0,
+        Input::Datagram {
+            from: a(),
+            data: &build_proof(ProofKind::Proof, &TOKEN),
+        },
+    );
+    assert!(drain(&mut s).is_empty());
+}
+
+#[test]
+fn client_may_ask_for_the_websocket_and_for_retransmissions() {
+    let t0 = Instant::now();
+    let mut s = session(t0);
+    s.handle(t0, Input::WsText(r#"{"type":"use_websocket"}"#));
+    s.handle(t0, Input::Frame(frame(0, true)));
+    let sent: Vec<Bytes> = drain(&mut s)
+        .into_iter()
+        .filter_map(|o| {
+            if let Output::WsBinary(b) = o {
+                Some(b)
+            } else {
+                None
+            }
+        })
+        .collect();
+    s.handle(t0, Input::WsText(r#"{"type":"nack","seqs":[1001, 5]}"#));
+    let outs = drain(&mut s);
+    assert_eq!(
+        outs,
+        vec![Output::WsBinary(sent[1].clone())],
+        "1001 is held, 5 never existed"
+    );
+    s.handle(t0, Input::WsText(r#"{"type":"ping","id":"x"}"#));
+    assert_eq!(
+        texts(&drain(&mut s))[0],
+        serde_json::json!({"type": "pong", "id": "x"})
+    );
+}
+
+#[test]
+fn idle_timeout_and_stream_deletion_end_the_session() {
+    let t0 = Instant::now();
+    let mut s = session(t0);
+    s.handle(t0, Input::WsText(r#"{"type":"use_websocket"}"#));
+    drain(&mut s);
+    let t1 = t0 + Duration::from_secs(20);
+    s.handle(t1, Input::WsText(r#"{"type":"ping"}"#));
+    s.handle_timeout(t1 + Duration::from_secs(29));
+    assert!(!s.is_closed(), "a ping keeps it alive");
+    s.handle_timeout(t1 + Duration::from_secs(30));
+    let outs = drain(&mut s);
+    assert_eq!(texts(&outs).last().unwrap()["reason"], "idle_timeout");
+    assert_eq!(outs.last(), Some(&Output::Close { code: 1000 }));
+    assert!(s.is_closed() && s.poll_timeout().is_none());
+
+    let mut s = session(t0);
+    drain(&mut s);
+    s.handle(t0, Input::StreamDeleted);
+    let outs = drain(&mut s);
+    assert_eq!(texts(&outs)[0]["reason"], "stream_deleted");
+    s.handle(t0, Input::Frame(frame(0, true)));
+    assert!(drain(&mut s).is_empty(), "nothing after the end");
+}
+
+#[test]
+fn bad_messages_get_errors_and_repeated_ones_end_the_session() {
+    let t0 = Instant::now();
+    let mut s = session(t0);
+    drain(&mut s);
+    s.handle(t0, Input::WsText("{nope"));
+    s.handle(t0, Input::WsText(r#"{"type":"teleport"}"#));
+    let errs = texts(&drain(&mut s));
+    assert_eq!(
+        (errs[0]["code"].as_str(), errs[1]["code"].as_str()),
+        (Some("bad_json"), Some("unknown_type"))
+    );
+    assert!(!s.is_closed());
+    s.handle(
+        t0 + Duration::from_secs(1),
+        Input::WsText(&"x".repeat(10_000)),
+    );
+    let outs = drain(&mut s);
+    assert_eq!(texts(&outs)[0]["code"], "too_large");
+    assert_eq!(texts(&outs)[1]["reason"], "protocol_error");
+    assert!(s.is_closed());
+}
