@@ -47,6 +47,9 @@ struct Cli {
     /// Reconnect a stream that delivers no frame for this long [default: 10]
     #[arg(long, env = "WATCHDOG_SECS")]
     watchdog_secs: Option<u64>,
+    /// UDP port shared by every WSC-RTP session; 0 picks a free one [default: 8010]
+    #[arg(long, env = "WSC_HOLEPUNCH_PORT")]
+    wsc_udp_port: Option<u16>,
     /// When set, POST/PATCH/DELETE need `Authorization: Bearer <token>`
     #[arg(long, env = "API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
@@ -69,6 +72,7 @@ struct FileConfig {
     max_streams: Option<usize>,
     mtu: Option<usize>,
     watchdog_secs: Option<u64>,
+    wsc_udp_port: Option<u16>,
     api_token: Option<String>,
     demo: Option<bool>,
 }
@@ -96,6 +100,8 @@ pub struct Config {
     pub mtu: usize,
     /// Reconnect a stream that delivers no frame for this long.
     pub watchdog_secs: u64,
+    /// UDP port of WSC-RTP media (on the HTTP bind address); 0 picks a free one.
+    pub wsc_udp_port: u16,
     /// When set, management calls need `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
     /// Register the test-pattern stream `demo` at start-up if absent.
@@ -111,6 +117,7 @@ impl Default for Config {
             max_streams: 256,
             mtu: 1200,
             watchdog_secs: 10,
+            wsc_udp_port: 8010,
             api_token: None,
             demo: false,
         }
@@ -127,6 +134,7 @@ impl fmt::Debug for Config {
             .field("max_streams", &self.max_streams)
             .field("mtu", &self.mtu)
             .field("watchdog_secs", &self.watchdog_secs)
+            .field("wsc_udp_port", &self.wsc_udp_port)
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
             .field("demo", &self.demo)
             .finish()
@@ -177,6 +185,10 @@ impl Config {
                 .watchdog_secs
                 .or(file.watchdog_secs)
                 .unwrap_or(d.watchdog_secs),
+            wsc_udp_port: cli
+                .wsc_udp_port
+                .or(file.wsc_udp_port)
+                .unwrap_or(d.wsc_udp_port),
             // An empty token (`API_TOKEN=` in a compose file) means "no token", not "the empty token".
             api_token: cli.api_token.or(file.api_token).filter(|t| !t.is_empty()),
             demo: cli.demo || file.demo.unwrap_or(false),

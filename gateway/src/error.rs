@@ -46,6 +46,9 @@ pub enum AppError {
     /// A configured count limit is reached (429).
     #[error("{0}")]
     LimitReached(String),
+    /// `MAX_SESSIONS` viewer sessions are open (503).
+    #[error("{0}")]
+    TooManySessions(String),
     /// The gateway cannot take the request now, for example while shutting down (503).
     #[error("{0}")]
     Unavailable(String),
@@ -68,6 +71,7 @@ impl AppError {
             AppError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::LimitReached(_) => (StatusCode::TOO_MANY_REQUESTS, "limit_reached"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::TooManySessions(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_many_sessions"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -94,6 +98,17 @@ impl IntoResponse for AppError {
             return (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
         }
         (status, body).into_response()
+    }
+}
+
+impl From<crate::wsc::WscStartError> for AppError {
+    fn from(e: crate::wsc::WscStartError) -> Self {
+        match e {
+            crate::wsc::WscStartError::TooManySessions(_) => {
+                AppError::TooManySessions(e.to_string())
+            }
+            crate::wsc::WscStartError::ShuttingDown => AppError::Unavailable(e.to_string()),
+        }
     }
 }
 

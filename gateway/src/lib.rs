@@ -14,6 +14,7 @@ mod server;
 pub mod store;
 mod view;
 mod web;
+pub mod wsc;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub use store::Store;
 pub struct AppState {
     pub registry: Arc<StreamRegistry>,
     pub config: Arc<Config>,
+    pub wsc: Arc<wsc::WscService>,
 }
 
 /// The whole HTTP surface: the REST API (with the API-token check and the 64 KiB body limit), Swagger UI at

@@ -280,6 +280,11 @@ impl StreamRegistry {
         info!(streams = entries.len(), "all streams stopped");
     }
 
+    /// True once shutdown has begun.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
     fn check_open(&self) -> Result<(), RegistryError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(RegistryError::ShuttingDown);

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::registry::{RegistryError, RegistryOptions, StreamRegistry};
 use crate::store::Store;
+use crate::wsc::WscService;
 use crate::{app, AppState, Config};
 
 /// Id of the stream `--demo` registers.
@@ -28,6 +29,7 @@ const HTTP_DRAIN: Duration = Duration::from_secs(5);
 pub struct Gateway {
     local_addr: SocketAddr,
     registry: Arc<StreamRegistry>,
+    wsc: Arc<WscService>,
     stop_http: CancellationToken,
     http: JoinHandle<std::io::Result<()>>,
 }
@@ -41,6 +43,10 @@ impl Gateway {
             .await
             .with_context(|| format!("binding {}", config.bind))?;
         let local_addr = listener.local_addr()?;
+        let wsc_bind = SocketAddr::new(config.bind.ip(), config.wsc_udp_port);
+        let wsc = WscService::start(wsc_bind, config.max_sessions)
+            .await
+            .with_context(|| format!("binding WSC-RTP UDP {wsc_bind}"))?;
         let store = Store::open(&config.data_dir).await?;
         let registry = Arc::new(StreamRegistry::new(
             store,
@@ -64,6 +70,7 @@ impl Gateway {
         let state = AppState {
             registry: registry.clone(),
             config: Arc::new(config),
+            wsc: wsc.clone(),
         };
         let stop_http = CancellationToken::new();
         let http = tokio::spawn(
@@ -74,6 +81,7 @@ impl Gateway {
         Ok(Gateway {
             local_addr,
             registry,
+            wsc,
             stop_http,
             http,
         })
@@ -94,6 +102,11 @@ impl Gateway {
         format!("http://{}", SocketAddr::new(ip, self.local_addr.port()))
     }
 
+    /// WSC-RTP sessions and their UDP socket.
+    pub fn wsc(&self) -> &Arc<WscService> {
+        &self.wsc
+    }
+
     /// The stream registry (for consumers wired in-process).
     pub fn registry(&self) -> &Arc<StreamRegistry> {
         &self.registry
@@ -103,10 +116,12 @@ impl Gateway {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let Gateway {
             registry,
+            wsc,
             stop_http,
             mut http,
             ..
         } = self;
+        wsc.begin_shutdown();
         stop_http.cancel();
         match tokio::time::timeout(HTTP_DRAIN, &mut http).await {
             Ok(Ok(Ok(()))) => {}

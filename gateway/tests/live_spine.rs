@@ -17,6 +17,7 @@ async fn start(data_dir: &Path) -> Gateway {
         bind: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.to_owned(),
         watchdog_secs: 3,
+        wsc_udp_port: 0,
         ..Config::default()
     };
     Gateway::start(config).await.unwrap()

@@ -104,3 +104,46 @@ fn run(head: &str, buffers: &[Vec<u8>], pts_step_ms: u64) -> Result<(usize, u32,
     let _ = pipeline.set_state(gst::State::Null);
     Ok((count, width, height))
 }
+
+/// Listens on 127.0.0.1:`port` with GStreamer's own udpsrc → rtph264depay/rtph265depay → libav decoder, until
+/// `frames` pictures decoded or `timeout` passed; returns the pictures decoded. An independent RTP receiver.
+pub fn receive_udp(
+    codec: DecodeCodec,
+    port: u16,
+    frames: usize,
+    timeout: std::time::Duration,
+) -> Result<usize, String> {
+    gst::init().map_err(|e| e.to_string())?;
+    let (name, depay, parse, dec) = match codec {
+        DecodeCodec::H264 => ("H264", "rtph264depay", "h264parse", "avdec_h264"),
+        DecodeCodec::H265 => ("H265", "rtph265depay", "h265parse", "avdec_h265"),
+    };
+    let launch = format!(
+        "udpsrc address=127.0.0.1 port={port} \
+         caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name={name},payload=96\" \
+         ! {depay} ! {parse} ! {dec} ! appsink name=sink sync=false"
+    );
+    let pipeline = gst::parse::launch(&launch)
+        .map_err(|e| e.to_string())?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_string())?;
+    let sink = pipeline
+        .by_name("sink")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or("no appsink")?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| e.to_string())?;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut count = 0;
+    while count < frames && std::time::Instant::now() < deadline {
+        if sink
+            .try_pull_sample(gst::ClockTime::from_mseconds(200))
+            .is_some()
+        {
+            count += 1;
+        }
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    Ok(count)
+}

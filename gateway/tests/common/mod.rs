@@ -48,6 +48,7 @@ pub async fn start_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) -> Tes
     let mut config = Config {
         bind: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.path().to_owned(),
+        wsc_udp_port: 0,
         ..Config::default()
     };
     tweak(&mut config);

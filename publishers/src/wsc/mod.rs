@@ -3,6 +3,8 @@
 
 pub mod datagram;
 pub mod messages;
+mod ratelimit;
 mod session;
 
+pub use ratelimit::ProofRateLimiter;
 pub use session::{Input, Output, WscIdentity, WscOptions, WscSession, WscStats, PAYLOAD_TYPE};

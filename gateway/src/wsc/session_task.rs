@@ -1,0 +1,136 @@
+//! The I/O edge of one WSC-RTP session: a task that feeds the sans-IO [`WscSession`] with WebSocket messages,
+//! routed UDP datagrams, hub frames, stream state and time, and carries out what it asks.
+//!
+//! Back-pressure: a slow WebSocket or socket makes this task fall behind; its hub queue then fills and the hub
+//! drops this viewer to the next keyframe. Nobody else waits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use hub::Hub;
+use publishers::wsc::messages::StreamStateName;
+use publishers::wsc::{Input, Output, WscIdentity, WscSession};
+use sources::IngestState;
+use tracing::debug;
+
+use super::{SessionPermit, WscService};
+
+/// How often the stream's ingest state is looked at.
+const STATE_POLL: Duration = Duration::from_millis(500);
+
+fn state_name(s: IngestState) -> StreamStateName {
+    match s {
+        IngestState::Running => StreamStateName::Running,
+        IngestState::Starting | IngestState::Reconnecting => StreamStateName::Reconnecting,
+        IngestState::Offline | IngestState::Error => StreamStateName::Offline,
+    }
+}
+
+/// Frees the session's UDP routes however the task ends.
+struct RouteGuard {
+    svc: Arc<WscService>,
+    token: [u8; 16],
+}
+
+impl Drop for RouteGuard {
+    fn drop(&mut self) {
+        self.svc.udp.unregister(&self.token);
+    }
+}
+
+/// Runs one session until it ends; `_permit` holds its place in the session count until then.
+pub async fn run(socket: WebSocket, svc: Arc<WscService>, hub: Hub, _permit: SessionPermit) {
+    let identity = WscIdentity {
+        session_id: format!("{:032x}", rand::random::<u128>()),
+        token: rand::random(),
+        ssrc: rand::random(),
+        initial_seq: rand::random(),
+        stream_name: hub.stream_id().to_owned(),
+    };
+    let token = identity.token;
+    let mut inbox = svc.udp.register(token);
+    let _routes = RouteGuard {
+        svc: svc.clone(),
+        token,
+    };
+    let mut sub = hub.subscribe();
+    let status = hub.status();
+    let mut state = state_name(status.state);
+    let params = hub.camera_params().or_else(|| hub.params());
+    let mut session = WscSession::new(
+        Instant::now(),
+        identity,
+        svc.options.clone(),
+        params,
+        Some(state),
+    );
+    let (mut ws_tx, mut ws_rx) = socket.split();
+    let mut state_poll = tokio::time::interval(STATE_POLL);
+    debug!(stream = %hub.stream_id(), "WSC-RTP session started");
+    loop {
+        while let Some(out) = session.poll_output() {
+            let ok = match out {
+                Output::WsText(t) => ws_tx.send(Message::Text(t.into())).await.is_ok(),
+                Output::WsBinary(b) => ws_tx.send(Message::Binary(b)).await.is_ok(),
+                Output::Datagram { to, data } => {
+                    svc.udp.send_to(&data, to).await;
+                    true
+                }
+                Output::UdpPeer(addr) => {
+                    svc.udp.set_peer(token, addr);
+                    true
+                }
+                Output::Close { code } => {
+                    let _ = ws_tx
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: "".into(),
+                        })))
+                        .await;
+                    false
+                }
+            };
+            if !ok {
+                debug!(stream = %hub.stream_id(), "WSC-RTP session ended");
+                return;
+            }
+        }
+        if session.is_closed() {
+            return;
+        }
+        let wake = session.poll_timeout().map_or_else(
+            || tokio::time::Instant::now() + Duration::from_secs(3600),
+            tokio::time::Instant::from_std,
+        );
+        tokio::select! {
+            msg = ws_rx.next() => match msg {
+                Some(Ok(Message::Text(t))) => session.handle(Instant::now(), Input::WsText(t.as_str())),
+                Some(Ok(Message::Binary(b))) => session.handle(Instant::now(), Input::WsBinary(&b)),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                // The client closed or the connection broke: end without another word.
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                    debug!(stream = %hub.stream_id(), "WSC-RTP client left");
+                    return;
+                }
+            },
+            d = inbox.recv() => if let Some((from, data)) = d {
+                session.handle(Instant::now(), Input::Datagram { from, data: &data });
+            },
+            f = sub.recv() => match f {
+                Some(f) => session.handle(Instant::now(), Input::Frame(f)),
+                None if svc.closing() => session.handle(Instant::now(), Input::Shutdown),
+                None => session.handle(Instant::now(), Input::StreamDeleted),
+            },
+            _ = state_poll.tick() => {
+                let now_state = state_name(hub.status().state);
+                if now_state != state {
+                    state = now_state;
+                    session.handle(Instant::now(), Input::StreamState(state));
+                }
+            },
+            () = tokio::time::sleep_until(wake) => session.handle_timeout(Instant::now()),
+        }
+    }
+}

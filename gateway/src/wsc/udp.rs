@@ -1,0 +1,126 @@
+//! The one UDP socket shared by every WSC-RTP session: it receives proofs, keep-alives and RTCP and routes each
+//! datagram to its session — by the token inside a proof, or by the source address a session has proved — and
+//! sessions send their media from it, so a NAT that maps per destination lets the media back in.
+//!
+//! Routing tables sit behind a short-held mutex; nothing awaits while holding it. Session inboxes are bounded and
+//! a full one drops the datagram (UDP may lose it anyway) instead of slowing the socket for everyone.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use publishers::wsc::datagram::{is_control, parse_proof};
+use publishers::wsc::ProofRateLimiter;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+/// Datagrams queued per session before further ones are dropped.
+pub const INBOX_DATAGRAMS: usize = 64;
+/// Proof datagrams processed per second and source IP.
+const PROOFS_PER_SECOND: u32 = 20;
+
+pub type Inbox = mpsc::Receiver<(SocketAddr, Bytes)>;
+
+#[derive(Default)]
+struct Routes {
+    by_token: HashMap<[u8; 16], mpsc::Sender<(SocketAddr, Bytes)>>,
+    /// Proved address → token of the session that proved it.
+    by_addr: HashMap<SocketAddr, [u8; 16]>,
+    /// Token → its proved address, to clean `by_addr` up.
+    addr_of: HashMap<[u8; 16], SocketAddr>,
+}
+
+/// The shared socket and its routing tables.
+pub struct WscUdp {
+    socket: Arc<UdpSocket>,
+    routes: Mutex<Routes>,
+}
+
+impl WscUdp {
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Arc<WscUdp>> {
+        let socket = UdpSocket::bind(addr).await?;
+        Ok(Arc::new(WscUdp {
+            socket: Arc::new(socket),
+            routes: Mutex::new(Routes::default()),
+        }))
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Registers a session's token; its datagrams arrive in the returned inbox until [`WscUdp::unregister`].
+    pub fn register(&self, token: [u8; 16]) -> Inbox {
+        let (tx, rx) = mpsc::channel(INBOX_DATAGRAMS);
+        self.routes.lock().by_token.insert(token, tx);
+        rx
+    }
+
+    /// Routes datagrams from `addr` (RTCP) to the session that proved it.
+    pub fn set_peer(&self, token: [u8; 16], addr: SocketAddr) {
+        let mut r = self.routes.lock();
+        if let Some(old) = r.addr_of.insert(token, addr) {
+            r.by_addr.remove(&old);
+        }
+        r.by_addr.insert(addr, token);
+    }
+
+    /// Forgets a session: no datagram reaches it any more, and its address is free.
+    pub fn unregister(&self, token: &[u8; 16]) {
+        let mut r = self.routes.lock();
+        r.by_token.remove(token);
+        if let Some(addr) = r.addr_of.remove(token) {
+            r.by_addr.remove(&addr);
+        }
+    }
+
+    /// Sessions registered (for leak checks).
+    pub fn registered(&self) -> usize {
+        self.routes.lock().by_token.len()
+    }
+
+    pub async fn send_to(&self, data: &[u8], to: SocketAddr) {
+        // A send error (ICMP unreachable reported on a later send, a full buffer) concerns one viewer only.
+        let _ = self.socket.send_to(data, to).await;
+    }
+
+    /// Receives forever, routing each datagram. Ends only if the socket fails.
+    pub async fn run(self: Arc<Self>) {
+        let mut buf = vec![0u8; 2048];
+        let mut limiter = ProofRateLimiter::new(PROOFS_PER_SECOND);
+        loop {
+            let (n, from) = match self.socket.recv_from(&mut buf).await {
+                Ok(x) => x,
+                // On Linux an ICMP error from an earlier send surfaces here; it says nothing about this socket.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => {
+                    warn!(error = %e, "WSC-RTP UDP socket failed");
+                    return;
+                }
+            };
+            let data = &buf[..n];
+            let target = if is_control(data) {
+                if !limiter.allow(from.ip(), Instant::now()) {
+                    continue;
+                }
+                let Some(proof) = parse_proof(data) else {
+                    continue;
+                };
+                self.routes.lock().by_token.get(&proof.token).cloned()
+            } else {
+                let r = self.routes.lock();
+                r.by_addr
+                    .get(&from)
+                    .and_then(|t| r.by_token.get(t))
+                    .cloned()
+            };
+            if let Some(tx) = target {
+                let _ = tx.try_send((from, Bytes::copy_from_slice(data)));
+            }
+        }
+    }
+}
