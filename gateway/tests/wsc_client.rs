@@ -1,0 +1,143 @@
+//! The reference client against the real gateway and RTSP fixture: what it writes is a file that ffprobe (an
+//! independent decoder) reads frame by frame, over UDP and over the WebSocket fall-back, for H.264 and H.265, and
+//! deliberate datagram loss is repaired by NACK.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gateway::{Config, Gateway};
+use serde_json::{json, Value};
+use testdata::{FixtureCodec, FixtureOptions, RtspFixture};
+use wsc_rtp_client::{run, ClientOptions, ClientStats};
+
+async fn setup(codec: FixtureCodec) -> (RtspFixture, Gateway, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = RtspFixture::start(FixtureOptions {
+        codec,
+        bitrate_kbps: 1500,
+        ..Default::default()
+    })
+    .unwrap();
+    let gw = Gateway::start(Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_owned(),
+        wsc_udp_port: 0,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    reqwest::Client::new()
+        .post(format!("{}/streams", gw.base_url()))
+        .json(&json!({"source_id": "cam", "rtsp_inputs": [{"label": "main", "url": fixture.url(), "priority": 0}]}))
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v: Value = reqwest::get(format!("{}/streams/cam", gw.base_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["state"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stream never ran: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (fixture, gw, dir)
+}
+
+async fn receive(gw: &Gateway, file: &Path, websocket: bool, drop_percent: u8) -> ClientStats {
+    let out = std::fs::File::create(file).unwrap();
+    run(ClientOptions {
+        url: format!(
+            "{}/streams/cam/wsc-rtp",
+            gw.base_url().replace("http://", "ws://")
+        ),
+        websocket,
+        max_frames: Some(75),
+        duration: Some(Duration::from_secs(20)),
+        drop_percent,
+        output: Some(Box::new(out)),
+    })
+    .await
+    .unwrap()
+}
+
+/// Frames ffprobe decodes from an elementary stream file.
+fn ffprobe_frames(file: &Path, format: &str) -> u64 {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            format,
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+        ])
+        .args([
+            "-show_entries",
+            "stream=nb_read_frames,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<&str> = text.trim().split(',').collect();
+    assert_eq!(
+        &fields[..2],
+        ["320", "240"],
+        "ffprobe: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fields[2].parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_over_udp_plays_in_ffprobe() {
+    let (_f, gw, dir) = setup(FixtureCodec::H264).await;
+    let file = dir.path().join("out.h264");
+    let stats = receive(&gw, &file, false, 0).await;
+    assert_eq!(stats.transport, "udp");
+    assert_eq!(stats.frames, 75);
+    assert_eq!(stats.lost, 0);
+    assert!(
+        stats.time_to_first_frame.unwrap() < Duration::from_secs(2),
+        "{stats:?}"
+    );
+    assert!(ffprobe_frames(&file, "h264") >= 74);
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h265_over_the_websocket_plays_in_ffprobe() {
+    let (_f, gw, dir) = setup(FixtureCodec::H265).await;
+    let file = dir.path().join("out.h265");
+    let stats = receive(&gw, &file, true, 0).await;
+    assert_eq!(stats.transport, "websocket");
+    assert_eq!(stats.codec, "H265");
+    assert_eq!(stats.frames, 75);
+    assert!(ffprobe_frames(&file, "hevc") >= 74);
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nack_repairs_deliberate_loss() {
+    let (_f, gw, dir) = setup(FixtureCodec::H264).await;
+    let file = dir.path().join("lossy.h264");
+    let stats = receive(&gw, &file, false, 10).await;
+    assert!(stats.dropped_on_purpose > 20, "{stats:?}");
+    assert!(
+        stats.repaired >= stats.dropped_on_purpose * 8 / 10,
+        "{stats:?}"
+    );
+    assert!(stats.lost <= stats.dropped_on_purpose / 10, "{stats:?}");
+    assert!(stats.frames >= 70, "{stats:?}");
+    assert!(ffprobe_frames(&file, "h264") >= stats.frames - 1);
+    gw.shutdown().await.unwrap();
+}
