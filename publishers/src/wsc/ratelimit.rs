@@ -34,7 +34,9 @@ impl ProofRateLimiter {
         if self.buckets.len() >= MAX_SOURCES && !self.buckets.contains_key(&ip) {
             let rate = self.rate;
             // A full bucket is an idle source: nothing lost by forgetting it.
-            self.buckets.retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < rate);
+            self.buckets.retain(|_, b| {
+                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < rate
+            });
             if self.buckets.len() >= MAX_SOURCES {
                 return false;
             }
@@ -80,7 +82,12 @@ mod tests {
         assert!(l.allow(b, t0), "another source is not affected");
         assert!(!l.allow(a, t0 + refill_interval(20) / 2));
         assert!(l.allow(a, t0 + refill_interval(20)));
-        assert_eq!((0..30).filter(|_| l.allow(a, t0 + Duration::from_secs(5))).count(), 20);
+        assert_eq!(
+            (0..30)
+                .filter(|_| l.allow(a, t0 + Duration::from_secs(5)))
+                .count(),
+            20
+        );
     }
 
     #[test]
@@ -88,7 +95,10 @@ mod tests {
         let t0 = Instant::now();
         let mut l = ProofRateLimiter::new(20);
         for i in 0..10_000u32 {
-            l.allow(IpAddr::from(i.to_be_bytes()), t0 + Duration::from_millis(u64::from(i)));
+            l.allow(
+                IpAddr::from(i.to_be_bytes()),
+                t0 + Duration::from_millis(u64::from(i)),
+            );
         }
         assert!(l.tracked() <= MAX_SOURCES);
     }
