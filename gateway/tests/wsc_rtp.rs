@@ -410,3 +410,50 @@ async fn deleting_the_stream_says_bye() {
     }
     gw.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_sessions_is_enforced_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_owned(),
+        wsc_udp_port: 0,
+        max_sessions: 2,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/streams", gw.base_url()))
+        .json(&json!({"source_id": "cam", "rtsp_inputs": [{"label": "t", "url": "testsrc://?width=160&height=120", "priority": 0}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (a, _) = open(&gw, "cam").await;
+    let (_b, _) = open(&gw, "cam").await;
+    let url = format!(
+        "{}/streams/cam/wsc-rtp",
+        gw.base_url().replace("http://", "ws://")
+    );
+    let err = tokio_tungstenite::connect_async(&url).await.unwrap_err();
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => {
+            assert_eq!(resp.status(), 503);
+            let body: Value =
+                serde_json::from_slice(resp.body().as_deref().unwrap_or_default()).unwrap();
+            assert_eq!(body["error"], "too_many_sessions");
+        }
+        other => panic!("expected HTTP 503, got {other}"),
+    }
+    // A place frees up when a session ends.
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.wsc().session_count() > 1 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_c, init) = open(&gw, "cam").await;
+    assert_eq!(init["type"], "init");
+    gw.shutdown().await.unwrap();
+}

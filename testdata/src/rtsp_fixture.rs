@@ -34,6 +34,9 @@ pub struct FixtureOptions {
     pub auth: Option<(String, String)>,
     /// Mount path, starting with `/`.
     pub path: String,
+    /// `videotestsrc` pattern: `ball` (default, compresses well), `snow` (incompressible: the encoder runs at its
+    /// bitrate), `smpte`, ...
+    pub pattern: &'static str,
     /// The source goes silent (end of stream, connection kept) after this many frames: a hung camera.
     pub stop_after_frames: Option<u32>,
 }
@@ -50,6 +53,7 @@ impl Default for FixtureOptions {
             auth: None,
             path: "/cam".into(),
             stop_after_frames: None,
+            pattern: "ball",
         }
     }
 }
@@ -139,7 +143,8 @@ impl RtspFixture {
             ),
         };
         format!(
-            "( videotestsrc is-live=true pattern=ball num-buffers={} ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {enc} )",
+            "( videotestsrc is-live=true pattern={} num-buffers={} ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {enc} )",
+            o.pattern,
             o.stop_after_frames.map_or(-1, |n| n as i64),
             o.width,
             o.height,
