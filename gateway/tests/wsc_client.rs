@@ -141,3 +141,26 @@ async fn nack_repairs_deliberate_loss() {
     assert!(ffprobe_frames(&file, "h264") >= stats.frames - 1);
     gw.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h265_over_udp_plays_in_ffprobe() {
+    let (_f, gw, dir) = setup(FixtureCodec::H265).await;
+    let file = dir.path().join("out.h265");
+    let stats = receive(&gw, &file, false, 0).await;
+    assert_eq!(
+        (stats.transport.as_str(), stats.codec.as_str()),
+        ("udp", "H265")
+    );
+    assert!(ffprobe_frames(&file, "hevc") >= 74);
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_over_the_websocket_plays_in_ffprobe() {
+    let (_f, gw, dir) = setup(FixtureCodec::H264).await;
+    let file = dir.path().join("out.h264");
+    let stats = receive(&gw, &file, true, 0).await;
+    assert_eq!(stats.transport, "websocket");
+    assert!(ffprobe_frames(&file, "h264") >= 74);
+    gw.shutdown().await.unwrap();
+}
