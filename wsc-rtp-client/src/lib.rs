@@ -111,12 +111,7 @@ pub async fn run(mut opts: ClientOptions) -> anyhow::Result<ClientStats> {
         .await?
         .next()
         .ok_or_else(|| anyhow!("cannot resolve {host}"))?;
-    let udp = UdpSocket::bind(if server.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    })
-    .await?;
+    let udp = media_socket(server)?;
     if opts.websocket {
         ws.send(Message::Text(r#"{"type":"use_websocket"}"#.into()))
             .await?;
@@ -232,6 +227,30 @@ pub async fn run(mut opts: ClientOptions) -> anyhow::Result<ClientStats> {
     stats.lost = reorder.lost;
     stats.repaired = reorder.repaired;
     Ok(stats)
+}
+
+/// Receive buffer asked for: a new session starts with a burst of the stream's cached GOP (up to several
+/// seconds of video at once), which the default buffer (about 200 KiB) can't hold at a few Mbit/s.
+const RECEIVE_BUFFER: usize = 8 << 20;
+
+/// The UDP socket media arrives on, with a receive buffer big enough for the GOP burst (the kernel caps it at
+/// `net.core.rmem_max`; a smaller one only makes NACK repair work harder).
+fn media_socket(server: SocketAddr) -> anyhow::Result<UdpSocket> {
+    let domain = if server.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    let _ = s.set_recv_buffer_size(RECEIVE_BUFFER);
+    let any: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0".parse()?
+    } else {
+        "[::]:0".parse()?
+    };
+    s.bind(&any.into())?;
+    s.set_nonblocking(true)?;
+    Ok(UdpSocket::from_std(s.into())?)
 }
 
 async fn next_text(ws: &mut Ws) -> anyhow::Result<Value> {
