@@ -2,51 +2,22 @@
 //! independent decoder) reads frame by frame, over UDP and over the WebSocket fall-back, for H.264 and H.265, and
 //! deliberate datagram loss is repaired by NACK.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+mod common;
 
-use gateway::{Config, Gateway};
-use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+use gateway::Gateway;
 use testdata::{FixtureCodec, FixtureOptions, RtspFixture};
 use wsc_rtp_client::{run, ClientOptions, ClientStats};
 
 async fn setup(codec: FixtureCodec) -> (RtspFixture, Gateway, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let fixture = RtspFixture::start(FixtureOptions {
+    common::gateway_with_camera(FixtureOptions {
         codec,
         bitrate_kbps: 1500,
         ..Default::default()
     })
-    .unwrap();
-    let gw = Gateway::start(Config {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_owned(),
-        wsc_udp_port: 0,
-        ..Config::default()
-    })
     .await
-    .unwrap();
-    reqwest::Client::new()
-        .post(format!("{}/streams", gw.base_url()))
-        .json(&json!({"source_id": "cam", "rtsp_inputs": [{"label": "main", "url": fixture.url(), "priority": 0}]}))
-        .send()
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v: Value = reqwest::get(format!("{}/streams/cam", gw.base_url()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if v["state"] == "running" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "stream never ran: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (fixture, gw, dir)
 }
 
 async fn receive(gw: &Gateway, file: &Path, websocket: bool, drop_percent: u8) -> ClientStats {

@@ -2,6 +2,8 @@
 //! signalling and the UDP proof, and what arrives decodes (H.264 and H.265, over UDP and over the WebSocket
 //! fall-back, and into an independent GStreamer udpsrc receiver). Security, bad input and session life cycle too.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -18,43 +20,11 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn gateway_with(codec: FixtureCodec) -> (RtspFixture, Gateway, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let fixture = RtspFixture::start(FixtureOptions {
+    common::gateway_with_camera(FixtureOptions {
         codec,
         ..Default::default()
     })
-    .unwrap();
-    let gw = Gateway::start(Config {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_owned(),
-        wsc_udp_port: 0,
-        ..Config::default()
-    })
     .await
-    .unwrap();
-    let r = reqwest::Client::new()
-        .post(format!("{}/streams", gw.base_url()))
-        .json(&json!({"source_id": "cam", "rtsp_inputs": [{"label": "main", "url": fixture.url(), "priority": 0}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    // Wait until the camera delivers, so the hub has a GOP.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v: Value = reqwest::get(format!("{}/streams/cam", gw.base_url()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if v["state"] == "running" && v["frames"].as_u64().unwrap_or(0) > 5 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "stream never ran: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (fixture, gw, dir)
 }
 
 async fn open(gw: &Gateway, id: &str) -> (Ws, Value) {

@@ -39,10 +39,7 @@ pub fn decode_annex_b(
 /// Depacketizes RTP packets (12-byte header included, payload type 96, 90 kHz) with GStreamer's own
 /// rtph264depay / rtph265depay and decodes them; returns (decoded pictures, width, height of the last one).
 pub fn decode_rtp(codec: DecodeCodec, packets: &[Vec<u8>]) -> Result<(usize, u32, u32), String> {
-    let (name, depay, parse, dec) = match codec {
-        DecodeCodec::H264 => ("H264", "rtph264depay", "h264parse", "avdec_h264"),
-        DecodeCodec::H265 => ("H265", "rtph265depay", "h265parse", "avdec_h265"),
-    };
+    let (name, depay, parse, dec) = rtp_elements(codec);
     run(
         &format!(
             "appsrc name=src format=time caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name={name},payload=96\" \
@@ -53,7 +50,8 @@ pub fn decode_rtp(codec: DecodeCodec, packets: &[Vec<u8>]) -> Result<(usize, u32
     )
 }
 
-fn run(head: &str, buffers: &[Vec<u8>], pts_step_ms: u64) -> Result<(usize, u32, u32), String> {
+/// Parses `head ! videoconvert ! appsink name=sink` and returns the pipeline with its appsink.
+fn decoding_pipeline(head: &str) -> Result<(gst::Pipeline, gst_app::AppSink), String> {
     gst::init().map_err(|e| e.to_string())?;
     let launch =
         format!("{head} ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false");
@@ -61,14 +59,27 @@ fn run(head: &str, buffers: &[Vec<u8>], pts_step_ms: u64) -> Result<(usize, u32,
         .map_err(|e| e.to_string())?
         .downcast::<gst::Pipeline>()
         .map_err(|_| "not a pipeline".to_string())?;
-    let src = pipeline
-        .by_name("src")
-        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-        .ok_or("no appsrc")?;
     let sink = pipeline
         .by_name("sink")
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
         .ok_or("no appsink")?;
+    Ok((pipeline, sink))
+}
+
+/// RTP caps name, depayloader, parser and decoder of a codec.
+fn rtp_elements(codec: DecodeCodec) -> (&'static str, &'static str, &'static str, &'static str) {
+    match codec {
+        DecodeCodec::H264 => ("H264", "rtph264depay", "h264parse", "avdec_h264"),
+        DecodeCodec::H265 => ("H265", "rtph265depay", "h265parse", "avdec_h265"),
+    }
+}
+
+fn run(head: &str, buffers: &[Vec<u8>], pts_step_ms: u64) -> Result<(usize, u32, u32), String> {
+    let (pipeline, sink) = decoding_pipeline(head)?;
+    let src = pipeline
+        .by_name("src")
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        .ok_or("no appsrc")?;
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|e| e.to_string())?;
@@ -113,24 +124,12 @@ pub fn receive_udp(
     frames: usize,
     timeout: std::time::Duration,
 ) -> Result<usize, String> {
-    gst::init().map_err(|e| e.to_string())?;
-    let (name, depay, parse, dec) = match codec {
-        DecodeCodec::H264 => ("H264", "rtph264depay", "h264parse", "avdec_h264"),
-        DecodeCodec::H265 => ("H265", "rtph265depay", "h265parse", "avdec_h265"),
-    };
-    let launch = format!(
+    let (name, depay, parse, dec) = rtp_elements(codec);
+    let (pipeline, sink) = decoding_pipeline(&format!(
         "udpsrc address=127.0.0.1 port={port} \
          caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name={name},payload=96\" \
-         ! {depay} ! {parse} ! {dec} ! appsink name=sink sync=false"
-    );
-    let pipeline = gst::parse::launch(&launch)
-        .map_err(|e| e.to_string())?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "not a pipeline".to_string())?;
-    let sink = pipeline
-        .by_name("sink")
-        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-        .ok_or("no appsink")?;
+         ! {depay} ! {parse} ! {dec}"
+    ))?;
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|e| e.to_string())?;

@@ -201,3 +201,42 @@ pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> S
     assert_eq!(body.error, code, "error code; message: {}", body.message);
     body.message
 }
+
+/// A gateway (WSC-RTP on a free UDP port) pulling a fresh RTSP fixture as stream `cam`, returned once the stream
+/// runs and its hub holds a GOP.
+pub async fn gateway_with_camera(
+    opts: testdata::FixtureOptions,
+) -> (testdata::RtspFixture, Gateway, TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixture = testdata::RtspFixture::start(opts).expect("RTSP fixture");
+    let gw = Gateway::start(Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_owned(),
+        wsc_udp_port: 0,
+        ..Config::default()
+    })
+    .await
+    .expect("gateway starts");
+    let r = reqwest::Client::new()
+        .post(format!("{}/streams", gw.base_url()))
+        .json(&json!({"source_id": "cam", "rtsp_inputs": [{"label": "main", "url": fixture.url(), "priority": 0}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v: Value = reqwest::get(format!("{}/streams/cam", gw.base_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["state"] == "running" && v["frames"].as_u64().unwrap_or(0) > 5 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stream never ran: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (fixture, gw, dir)
+}
