@@ -19,6 +19,17 @@ use super::{SessionPermit, WscService};
 
 /// How often the stream's ingest state is looked at.
 const STATE_POLL: Duration = Duration::from_millis(500);
+/// A client that doesn't read its WebSocket for this long is dropped: it would otherwise hold a session place
+/// forever, since its idle timer can't run while a send waits.
+const WS_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends one message; false if the client is gone or stopped reading.
+async fn send(ws: &mut futures::stream::SplitSink<WebSocket, Message>, msg: Message) -> bool {
+    matches!(
+        tokio::time::timeout(WS_SEND_TIMEOUT, ws.send(msg)).await,
+        Ok(Ok(()))
+    )
+}
 
 fn state_name(s: IngestState) -> StreamStateName {
     match s {
@@ -72,8 +83,8 @@ pub async fn run(socket: WebSocket, svc: Arc<WscService>, hub: Hub, _permit: Ses
     loop {
         while let Some(out) = session.poll_output() {
             let ok = match out {
-                Output::WsText(t) => ws_tx.send(Message::Text(t.into())).await.is_ok(),
-                Output::WsBinary(b) => ws_tx.send(Message::Binary(b)).await.is_ok(),
+                Output::WsText(t) => send(&mut ws_tx, Message::Text(t.into())).await,
+                Output::WsBinary(b) => send(&mut ws_tx, Message::Binary(b)).await,
                 Output::Datagram { to, data } => {
                     svc.udp.send_to(&data, to).await;
                     true
