@@ -1,46 +1,52 @@
 //! The per-stream hub: receives frames from the ingest, packetizes each once, keeps the GOP cache, and fans
-//! `Arc<HubFrame>` out to every subscriber through its own bounded queue.
+//! `Arc<HubFrame>` out to every subscriber through its own bounded queue (DESIGN.md, "The spine").
 //!
 //! Fan-out never waits: a subscriber whose queue is full is marked lagging and skips frames until the next
 //! keyframe, where it resyncs, so its decoder never sees a picture whose references were dropped. The source, the
 //! recorder and other viewers are unaffected. The lock is held only for the synchronous fan-out, never across an
-//! `.await`.
+//! `.await`; packetizing happens before it is taken.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use sources::{Frame, FrameSink, IngestStatus, ParameterSets};
 use tokio::sync::mpsc;
+use tracing::debug;
 
 use crate::gop::GopCache;
-use crate::packetizer::{packetize, RtpPayload};
+use crate::packetizer::{packetize, RtpPayload, DEFAULT_MTU};
 use crate::stats::{Counters, HubStats};
 
 /// One frame as the hub hands it out: the access unit (for recorders) and its RTP payloads (for publishers).
 #[derive(Debug)]
 pub struct HubFrame {
     pub frame: Frame,
+    /// The frame's RTP payloads in order, parameter sets first on keyframes, marker on the last.
     pub packets: Vec<RtpPayload>,
-    /// Position in this hub's frame sequence, starting at 0.
+    /// Position in this hub's frame sequence, starting at 0 (slate pictures included). A subscriber sees gaps
+    /// where it dropped frames.
     pub index: u64,
 }
 
 /// Sizes and limits of a hub.
 #[derive(Clone, Debug)]
 pub struct HubOptions {
-    /// Largest RTP payload.
+    /// Largest RTP payload in bytes (not counting the 12-byte RTP header); default 1200.
     pub mtu: usize,
-    /// Frames queued per subscriber before it counts as lagging.
+    /// Frames queued per subscriber before it counts as lagging; default 256.
     pub queue_frames: usize,
+    /// Largest GOP kept for new subscribers, in frames; default 600.
     pub gop_max_frames: usize,
+    /// Largest GOP kept for new subscribers, in bytes of access unit data; default 32 MiB.
     pub gop_max_bytes: usize,
 }
 
 impl Default for HubOptions {
     fn default() -> Self {
         HubOptions {
-            mtu: 1200,
+            mtu: DEFAULT_MTU,
             queue_frames: 256,
             gop_max_frames: 600,
             gop_max_bytes: 32 << 20,
@@ -48,27 +54,45 @@ impl Default for HubOptions {
     }
 }
 
+/// The hub's side of one subscriber.
 struct Slot {
     id: u64,
     tx: mpsc::Sender<Arc<HubFrame>>,
+    /// Its queue overflowed; it gets nothing until the next keyframe.
     lagging: bool,
     dropped: Arc<AtomicU64>,
 }
 
 impl Slot {
     /// Offers a frame; a full queue makes the subscriber skip to the next keyframe. Returns false if it is gone.
-    fn offer(&mut self, f: &Arc<HubFrame>) -> bool {
+    fn offer(&mut self, stream_id: &str, f: &Arc<HubFrame>) -> bool {
         if self.lagging && !f.frame.is_keyframe {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return true;
         }
         match self.tx.try_send(f.clone()) {
             Ok(()) => {
-                self.lagging = false;
+                if self.lagging {
+                    debug!(
+                        stream = stream_id,
+                        subscriber = self.id,
+                        index = f.index,
+                        "subscriber resynced at a keyframe"
+                    );
+                    self.lagging = false;
+                }
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.lagging = true;
+                if !self.lagging {
+                    debug!(
+                        stream = stream_id,
+                        subscriber = self.id,
+                        index = f.index,
+                        "subscriber queue full; dropping until the next keyframe"
+                    );
+                    self.lagging = true;
+                }
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 true
             }
@@ -78,6 +102,7 @@ impl Slot {
 }
 
 struct State {
+    /// In subscription order: fan-out order.
     slots: Vec<Slot>,
     next_id: u64,
     gop: GopCache,
@@ -87,13 +112,15 @@ struct State {
     status: IngestStatus,
     counters: Counters,
     next_index: u64,
+    /// Drops of subscribers that have left.
     departed_drops: u64,
-    closed: bool,
 }
 
 struct Shared {
     stream_id: String,
     opts: HubOptions,
+    /// Set once by [`Hub::close`]; subscribers read it without the lock.
+    closed: Arc<AtomicBool>,
     state: Mutex<State>,
 }
 
@@ -103,13 +130,24 @@ pub struct Hub {
     shared: Arc<Shared>,
 }
 
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("stream_id", &self.shared.stream_id)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Hub {
+    /// A hub for the stream `stream_id`, open, with no subscribers and an empty GOP cache.
     pub fn new(stream_id: impl Into<String>, opts: HubOptions) -> Hub {
         let gop = GopCache::new(opts.gop_max_frames, opts.gop_max_bytes);
         Hub {
             shared: Arc::new(Shared {
                 stream_id: stream_id.into(),
                 opts,
+                closed: Arc::new(AtomicBool::new(false)),
                 state: Mutex::new(State {
                     slots: Vec::new(),
                     next_id: 0,
@@ -120,17 +158,18 @@ impl Hub {
                     counters: Counters::default(),
                     next_index: 0,
                     departed_drops: 0,
-                    closed: false,
                 }),
             }),
         }
     }
 
+    /// The stream this hub carries.
     pub fn stream_id(&self) -> &str {
         &self.shared.stream_id
     }
 
-    /// A new subscriber; it first receives the GOP cache (starting at a keyframe), then live frames.
+    /// A new subscriber. It first receives the GOP cache (so its first frame is a keyframe), then live frames.
+    /// If the cached GOP is larger than its queue it gets what fits and is lagging until the next keyframe.
     /// On a closed hub the subscriber ends at once.
     pub fn subscribe(&self) -> Subscriber {
         let (tx, rx) = mpsc::channel(self.shared.opts.queue_frames.max(1));
@@ -138,7 +177,8 @@ impl Hub {
         let mut st = self.shared.state.lock();
         let id = st.next_id;
         st.next_id += 1;
-        if !st.closed {
+        // Checked under the lock: `close` sets the flag and empties the slots under it too.
+        if !self.is_closed() {
             let mut slot = Slot {
                 id,
                 tx,
@@ -146,7 +186,7 @@ impl Hub {
                 dropped: dropped.clone(),
             };
             for f in st.gop.frames() {
-                slot.offer(f);
+                slot.offer(&self.shared.stream_id, f);
             }
             st.slots.push(slot);
         }
@@ -154,14 +194,16 @@ impl Hub {
             rx,
             id,
             dropped,
+            closed: self.shared.closed.clone(),
             hub: Arc::downgrade(&self.shared),
         }
     }
 
-    /// Ends every subscriber (their `recv` returns `None` once drained) and ignores later frames.
+    /// Ends every subscriber: from now on their `recv` and `try_recv` return `None`, even with frames still
+    /// queued. Later frames are ignored and later subscribers end at once. Parameters and status stay readable.
     pub fn close(&self) {
         let mut st = self.shared.state.lock();
-        st.closed = true;
+        self.shared.closed.store(true, Ordering::Release);
         let departed: u64 = st
             .slots
             .iter()
@@ -172,11 +214,12 @@ impl Hub {
         st.gop.clear();
     }
 
+    /// True once [`Hub::close`] was called.
     pub fn is_closed(&self) -> bool {
-        self.shared.state.lock().closed
+        self.shared.closed.load(Ordering::Acquire)
     }
 
-    /// The current decoder configuration.
+    /// The current decoder configuration (the slate's while it shows).
     pub fn params(&self) -> Option<Arc<ParameterSets>> {
         self.shared.state.lock().params.clone()
     }
@@ -191,10 +234,12 @@ impl Hub {
         self.shared.state.lock().status.clone()
     }
 
+    /// Subscribers attached now.
     pub fn subscriber_count(&self) -> usize {
         self.shared.state.lock().slots.len()
     }
 
+    /// Counters and rates; see [`HubStats`] for what counts the camera and what the slate.
     pub fn stats(&self) -> HubStats {
         let st = self.shared.state.lock();
         let mut s = st.counters.snapshot();
@@ -211,10 +256,13 @@ impl Hub {
 
 impl FrameSink for Hub {
     fn push_frame(&self, frame: Frame) {
+        if self.is_closed() {
+            return;
+        }
         // Packetizing is the costly part: do it before taking the lock.
         let packets = packetize(&frame, self.shared.opts.mtu);
         let mut st = self.shared.state.lock();
-        if st.closed {
+        if self.is_closed() {
             return;
         }
         let f = Arc::new(HubFrame {
@@ -224,26 +272,29 @@ impl FrameSink for Hub {
         });
         st.next_index += 1;
         st.counters.on_frame(&f.frame);
-        if !f.frame.is_slate && st.camera_params.as_ref() != Some(&f.frame.params) {
+        if !f.frame.is_slate
+            && !st
+                .camera_params
+                .as_ref()
+                .is_some_and(|p| Arc::ptr_eq(p, &f.frame.params))
+        {
             st.camera_params = Some(f.frame.params.clone());
         }
         st.gop.push(&f);
-        let mut gone = Vec::new();
-        for (i, slot) in st.slots.iter_mut().enumerate() {
-            if !slot.offer(&f) {
-                gone.push(i);
+        let mut departed = 0;
+        st.slots.retain_mut(|slot| {
+            let alive = slot.offer(&self.shared.stream_id, &f);
+            if !alive {
+                departed += slot.dropped.load(Ordering::Relaxed);
             }
-        }
-        for i in gone.into_iter().rev() {
-            let slot = st.slots.swap_remove(i);
-            st.departed_drops += slot.dropped.load(Ordering::Relaxed);
-        }
+            alive
+        });
+        st.departed_drops += departed;
     }
 
     fn parameters_changed(&self, params: Arc<ParameterSets>) {
         let mut st = self.shared.state.lock();
-        // The cached GOP was encoded with the old parameters.
-        st.gop.clear();
+        st.gop.parameters_changed();
         st.params = Some(params);
     }
 
@@ -252,28 +303,46 @@ impl FrameSink for Hub {
     }
 }
 
-/// A subscription to a hub. Dropping it unsubscribes.
+/// A subscription to a hub: a bounded queue of frames. Dropping it unsubscribes.
 pub struct Subscriber {
     rx: mpsc::Receiver<Arc<HubFrame>>,
     id: u64,
     dropped: Arc<AtomicU64>,
-    hub: std::sync::Weak<Shared>,
+    closed: Arc<AtomicBool>,
+    /// Weak, so subscribers don't keep a hub alive: once every `Hub` handle is gone, they drain and end.
+    hub: Weak<Shared>,
+}
+
+impl fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("id", &self.id)
+            .field("queued", &self.rx.len())
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Subscriber {
-    /// The next frame; `None` once the hub is closed and the queue drained.
+    /// The next frame; `None` once the hub is closed (queued frames are discarded) or gone and drained.
     pub async fn recv(&mut self) -> Option<Arc<HubFrame>> {
-        self.rx.recv().await
+        let f = self.rx.recv().await;
+        self.open(f)
     }
 
     /// The next queued frame, if any, without waiting.
     pub fn try_recv(&mut self) -> Option<Arc<HubFrame>> {
-        self.rx.try_recv().ok()
+        let f = self.rx.try_recv().ok();
+        self.open(f)
     }
 
     /// Frames this subscriber missed because it fell behind.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn open(&self, f: Option<Arc<HubFrame>>) -> Option<Arc<HubFrame>> {
+        f.filter(|_| !self.closed.load(Ordering::Acquire))
     }
 }
 
@@ -282,7 +351,7 @@ impl Drop for Subscriber {
         if let Some(shared) = self.hub.upgrade() {
             let mut st = shared.state.lock();
             if let Some(i) = st.slots.iter().position(|s| s.id == self.id) {
-                let slot = st.slots.swap_remove(i);
+                let slot = st.slots.remove(i);
                 st.departed_drops += slot.dropped.load(Ordering::Relaxed);
             }
         }
@@ -363,17 +432,77 @@ mod tests {
         }
         assert_eq!(h.subscriber_count(), 0);
         let mut s = h.subscribe();
-        push(&h, 0, 1, 10);
-        h.close();
+        let mut waiting = h.subscribe();
+        push(&h, 0, 2, 10);
+        assert_eq!(waiting.try_recv().map(|f| f.index), Some(0));
+        assert_eq!(waiting.try_recv().map(|f| f.index), Some(1));
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
-            assert_eq!(s.recv().await.map(|f| f.index), Some(0));
-            assert!(s.recv().await.is_none());
+            // One subscriber is parked in recv when the hub closes.
+            let parked = tokio::spawn(async move { waiting.recv().await.map(|f| f.index) });
+            tokio::task::yield_now().await;
+            h.close();
+            assert_eq!(parked.await.unwrap(), None);
+            assert!(s.recv().await.is_none(), "queued frames are discarded");
         });
+        assert!(s.try_recv().is_none());
+        push(&h, 2, 1, 10);
         assert!(h.subscribe().try_recv().is_none());
         assert_eq!(h.subscriber_count(), 0);
+        assert_eq!(h.stats().frames, 2, "frames after close are ignored");
+    }
+
+    #[test]
+    fn dropping_every_hub_handle_ends_subscribers_after_the_queue() {
+        let h = hub(16);
+        let mut s = h.subscribe();
+        push(&h, 0, 1, 10);
+        drop(h);
+        assert_eq!(s.try_recv().map(|f| f.index), Some(0));
+        assert!(s.try_recv().is_none());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert!(rt.block_on(s.recv()).is_none());
+    }
+
+    #[test]
+    fn gop_larger_than_the_queue_gives_what_fits_then_resyncs() {
+        let h = hub(4);
+        push(&h, 0, 10, 20);
+        let mut s = h.subscribe();
+        assert_eq!(drain(&mut s), vec![0, 1, 2, 3]);
+        assert_eq!(s.dropped(), 6);
+        push(&h, 10, 12, 20); // 10..19 skipped, 20 is a keyframe
+        assert_eq!(drain(&mut s), vec![20, 21]);
+        assert_eq!(h.stats().drops, 16);
+    }
+
+    #[test]
+    fn departed_subscribers_keep_their_drops_in_the_stats() {
+        let h = hub(2);
+        let s = h.subscribe();
+        push(&h, 0, 5, 10);
+        assert_eq!(s.dropped(), 3);
+        drop(s);
+        assert_eq!(h.stats().drops, 3);
+        assert_eq!(h.stats().subscribers, 0);
+    }
+
+    #[test]
+    fn status_and_reconnects() {
+        let h = hub(2);
+        let status = IngestStatus {
+            state: sources::IngestState::Reconnecting,
+            reconnects: 3,
+            ..Default::default()
+        };
+        h.status_changed(&status);
+        assert_eq!(h.status(), status);
+        assert_eq!(h.stats().reconnects, 3);
     }
 
     #[test]

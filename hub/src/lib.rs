@@ -1,9 +1,15 @@
-//! One hub per stream: the point where a camera's frames become what every consumer reads.
+//! One hub per stream: the point where a camera's frames become what every consumer reads (DESIGN.md, "The
+//! spine").
 //!
-//! The hub implements [`sources::FrameSink`]: the ingest pushes access units, the hub packetizes each once
-//! ([`packetizer`], RFC 6184 / RFC 7798), keeps the last GOP so new subscribers start at a keyframe at once, and
-//! fans `Arc<HubFrame>` out to bounded per-subscriber queues ([`Hub::subscribe`]). Publishers write only the
-//! 12-byte RTP header per packet and viewer ([`rtp_header`]); recorders read the access unit itself.
+//! The hub implements [`sources::FrameSink`]: the ingest pushes access units, and the hub packetizes each one
+//! once ([`packetize`], RFC 6184 / RFC 7798, parameter sets before every keyframe), keeps the last GOP so a new
+//! subscriber starts at a keyframe at once, and fans one `Arc<HubFrame>` out to a bounded queue per subscriber
+//! ([`Hub::subscribe`]). A subscriber that falls behind skips to the next keyframe; it never slows the source or
+//! anyone else. The per-viewer work left to publishers is the 12-byte RTP header ([`rtp_header`], RFC 3550) in
+//! front of shared payloads; recorders read the access unit itself ([`HubFrame::frame`]).
+//!
+//! The packetizer and the GOP cache are sans-IO; the only synchronization is one short, never-awaited lock per
+//! hub.
 
 mod gop;
 mod hub;
@@ -12,6 +18,6 @@ mod rtp;
 mod stats;
 
 pub use hub::{Hub, HubFrame, HubOptions, Subscriber};
-pub use packetizer::{packetize, RtpPayload};
+pub use packetizer::{packetize, RtpPayload, DEFAULT_MTU};
 pub use rtp::rtp_header;
 pub use stats::HubStats;

@@ -1,4 +1,5 @@
-//! The RTP fixed header (RFC 3550 §5.1), the only per-viewer work on the media path.
+//! The RTP fixed header (RFC 3550 §5.1), the only per-viewer work on the media path; publishers write it in front
+//! of the hub's shared payloads.
 //!
 //! ```text
 //!  0                   1                   2                   3
@@ -12,7 +13,7 @@
 //! +=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+
 //! ```
 
-/// Writes a version-2 header without padding, extension or CSRCs.
+/// Writes a version-2 header without padding, extension or CSRCs. `payload_type` keeps its low 7 bits.
 pub fn rtp_header(
     buf: &mut [u8; 12],
     payload_type: u8,
@@ -55,5 +56,18 @@ mod tests {
         );
         rtp_header(&mut h, 200, false, 0, 0, 0);
         assert_eq!(h[1], 200 & 0x7f, "payload type is 7 bits");
+    }
+
+    #[test]
+    fn fields_read_back() {
+        let mut h = [0xffu8; 12];
+        rtp_header(&mut h, 97, false, 65535, 90_000, 0xcafe_f00d);
+        assert_eq!(h[0] >> 6, 2, "version 2");
+        assert_eq!(h[0] & 0x3f, 0, "no padding, extension or CSRCs");
+        assert_eq!(h[1] >> 7, 0, "marker clear");
+        assert_eq!(h[1] & 0x7f, 97);
+        assert_eq!(u16::from_be_bytes([h[2], h[3]]), 65535);
+        assert_eq!(u32::from_be_bytes([h[4], h[5], h[6], h[7]]), 90_000);
+        assert_eq!(u32::from_be_bytes([h[8], h[9], h[10], h[11]]), 0xcafe_f00d);
     }
 }
