@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use publishers::wsc::datagram::{build_proof, parse_ack, ProofKind};
+use publishers::wsc::datagram::{build_proof, parse_ack, token_from_hex, ProofKind};
 use serde_json::{json, Value};
 use testdata::{FixtureOptions, RtspFixture};
 use tokio::net::UdpSocket;
@@ -149,11 +149,7 @@ async fn open_sessions(base: &str, n: usize) -> Receivers {
                 break serde_json::from_str(&t).unwrap();
             }
         };
-        let hex = init["token"].as_str().unwrap().to_owned();
-        let mut token = [0u8; 16];
-        for (i, b) in token.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-        }
+        let token = token_from_hex(init["token"].as_str().unwrap()).unwrap();
         let server = SocketAddr::from(([127, 0, 0, 1], init["udp_port"].as_u64().unwrap() as u16));
         let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         // Prove as the protocol says: repeat every 500 ms until the ack (proofs are rate-limited per source IP,

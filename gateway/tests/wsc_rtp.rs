@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use gateway::{Config, Gateway};
-use publishers::wsc::datagram::{build_proof, parse_ack, ProofKind};
+use publishers::wsc::datagram::{build_proof, parse_ack, token_from_hex, ProofKind};
 use serde_json::{json, Value};
 use testdata::decode::{decode_rtp, receive_udp, DecodeCodec};
 use testdata::{FixtureCodec, FixtureOptions, RtspFixture};
@@ -52,12 +52,7 @@ async fn next_json(ws: &mut Ws) -> Value {
 }
 
 fn token(init: &Value) -> [u8; 16] {
-    let hex = init["token"].as_str().unwrap();
-    let mut t = [0u8; 16];
-    for (i, b) in t.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-    }
-    t
+    token_from_hex(init["token"].as_str().unwrap()).unwrap()
 }
 
 fn server_udp(init: &Value) -> SocketAddr {

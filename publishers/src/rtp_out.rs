@@ -41,15 +41,6 @@ impl RtpOutput {
         }
     }
 
-    pub fn ssrc(&self) -> u32 {
-        self.ssrc
-    }
-
-    /// The sequence number the next packet will carry.
-    pub fn next_seq(&self) -> u16 {
-        self.next_seq
-    }
-
     /// The input is about to change: the next frame written must be a keyframe and starts a new time base.
     pub fn discontinuity(&mut self) {
         self.awaiting_keyframe = true;

@@ -122,11 +122,6 @@ impl FailoverPlanner {
         self.slots.iter().all(|s| s.failures > 0)
     }
 
-    /// The active input, if any.
-    pub fn active(&self) -> Option<usize> {
-        self.active
-    }
-
     /// While a lower-priority input is active: the better input to probe now, if a probe is due.
     pub fn probe_due(&self, now: Instant) -> Option<usize> {
         let active = self.active?;

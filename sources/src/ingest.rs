@@ -318,17 +318,7 @@ impl Ingest {
 
     /// Runs an opened input until it fails (returns true) or the ingest is cancelled (returns false).
     async fn play(&mut self, mut i: usize, mut session: Session, first: RawFrame) -> bool {
-        self.planner.on_connected(i, Instant::now());
-        if self.ever_connected {
-            self.status.reconnects += 1;
-        }
-        self.ever_connected = true;
-        self.slate_showing = false;
-        self.timeline.discontinuity();
-        let label = self.opts.inputs[i].label.clone();
-        info!(stream = %self.stream_id, input = %label, "input delivering");
-        self.set_status(IngestState::Running, Some(label), None);
-        self.deliver(first);
+        self.take_over(i, first);
         let mut probe: Option<Probe> = None;
         loop {
             if probe.is_none() {
@@ -354,14 +344,9 @@ impl Ingest {
                     probe = None;
                     match r {
                         Ok((s, first)) => {
-                            info!(stream = %self.stream_id, input = %self.opts.inputs[better].label, "switching back to better input");
                             session = s;
                             i = better;
-                            self.planner.on_connected(i, Instant::now());
-                            self.status.reconnects += 1;
-                            self.timeline.discontinuity();
-                            self.set_status(IngestState::Running, Some(self.opts.inputs[i].label.clone()), None);
-                            self.deliver(first);
+                            self.take_over(i, first);
                         }
                         Err(e) => {
                             debug!(stream = %self.stream_id, error = %e, "probe failed");
@@ -373,6 +358,22 @@ impl Ingest {
                 () = async { tokio::time::sleep_until(probe_at.expect("guarded")).await }, if probe.is_none() && probe_at.is_some() => {}
             }
         }
+    }
+
+    /// Input `i` delivered its first keyframe (a fresh open, or a probe of a better input while another played):
+    /// it becomes the active input, on a new time base, and the keyframe goes out.
+    fn take_over(&mut self, i: usize, first: RawFrame) {
+        self.planner.on_connected(i, Instant::now());
+        if self.ever_connected {
+            self.status.reconnects += 1;
+        }
+        self.ever_connected = true;
+        self.slate_showing = false;
+        self.timeline.discontinuity();
+        let label = self.opts.inputs[i].label.clone();
+        info!(stream = %self.stream_id, input = %label, "input delivering");
+        self.set_status(IngestState::Running, Some(label), None);
+        self.deliver(first);
     }
 
     /// Maps a frame onto the stream timeline and hands it over, announcing parameter changes first.

@@ -119,11 +119,6 @@ impl InputUrl {
             other => Err(InputError::BadScheme(other.to_owned())),
         }
     }
-
-    /// True for the built-in test pattern.
-    pub fn is_test_pattern(&self) -> bool {
-        matches!(self, InputUrl::TestPattern(_))
-    }
 }
 
 /// Shows the URL as the user could type it back, without credentials.

@@ -130,11 +130,6 @@ impl RtspSession {
         })
     }
 
-    /// The stream's codec.
-    pub fn codec(&self) -> Codec {
-        self.codec
-    }
-
     /// The next video access unit. Frames before the first parameter sets are skipped (a decoder can't use them).
     pub(crate) async fn next(&mut self) -> Result<RawFrame, RtspError> {
         loop {

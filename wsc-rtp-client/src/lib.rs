@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use publishers::wsc::datagram::{build_proof, is_control, parse_ack, ProofKind};
+use publishers::wsc::datagram::{build_proof, is_control, parse_ack, token_from_hex, ProofKind};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use tokio::net::UdpSocket;
@@ -58,17 +58,6 @@ pub struct ClientStats {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-fn hex16(s: &str) -> anyhow::Result<[u8; 16]> {
-    let mut t = [0u8; 16];
-    if s.len() != 32 {
-        bail!("token is not 32 hex characters");
-    }
-    for (i, b) in t.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).context("token is not hex")?;
-    }
-    Ok(t)
-}
-
 /// The generic NACK (RFC 4585 §6.2.1) for these sequence numbers.
 pub fn build_nack(media_ssrc: u32, seqs: &[u16]) -> Vec<u8> {
     let mut fcis: Vec<(u16, u16)> = Vec::new();
@@ -102,7 +91,8 @@ pub async fn run(mut opts: ClientOptions) -> anyhow::Result<ClientStats> {
     if init["type"] != "init" || init["version"] != 1 {
         bail!("expected init version 1, got {init}");
     }
-    let token = hex16(init["token"].as_str().unwrap_or_default())?;
+    let token = token_from_hex(init["token"].as_str().unwrap_or_default())
+        .ok_or_else(|| anyhow!("init token is not 32 hex characters"))?;
     let ssrc = init["ssrc"].as_u64().unwrap_or_default() as u32;
     let udp_port = init["udp_port"].as_u64().unwrap_or_default() as u16;
     let keepalive = Duration::from_millis(init["keepalive_interval_ms"].as_u64().unwrap_or(5000));

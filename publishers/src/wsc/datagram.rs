@@ -83,6 +83,23 @@ pub fn parse_ack(data: &[u8]) -> Option<ProofKind> {
     }
 }
 
+/// The token as `init` carries it: 32 lower-case hex characters.
+pub fn token_to_hex(token: &[u8; 16]) -> String {
+    token.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads a token from its `init` form; `None` unless it is exactly 32 hex characters.
+pub fn token_from_hex(hex: &str) -> Option<[u8; 16]> {
+    if hex.len() != 32 || !hex.is_ascii() {
+        return None;
+    }
+    let mut token = [0u8; 16];
+    for (i, b) in token.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(token)
+}
+
 /// Compares tokens in constant time, so timing tells an attacker nothing about how much of a guess was right.
 pub fn token_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -122,6 +139,17 @@ mod tests {
         }
         assert!(parse_proof(&[]).is_none());
         assert!(!is_control(&[0x80, 96]));
+    }
+
+    #[test]
+    fn token_hex_round_trip() {
+        let t: [u8; 16] = std::array::from_fn(|i| (i * 17) as u8);
+        assert_eq!(token_from_hex(&token_to_hex(&t)), Some(t));
+        assert_eq!(token_to_hex(&[0xab; 16]), "ab".repeat(16));
+        assert_eq!(token_from_hex("ab"), None);
+        assert_eq!(token_from_hex(&"zz".repeat(16)), None);
+        // Multi-byte characters must be refused, not sliced.
+        assert_eq!(token_from_hex(&format!("é{}", "a".repeat(30))), None);
     }
 
     #[test]

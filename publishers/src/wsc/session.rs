@@ -171,7 +171,7 @@ impl WscSession {
         s.send_msg(ServerMessage::Init {
             version: 1,
             session_id: s.id.session_id.clone(),
-            token: s.id.token.iter().map(|b| format!("{b:02x}")).collect(),
+            token: datagram::token_to_hex(&s.id.token),
             udp_port: s.opts.udp_port,
             ssrc: s.id.ssrc,
             payload_type: PAYLOAD_TYPE,
@@ -191,10 +191,6 @@ impl WscSession {
             speed: None,
         });
         s
-    }
-
-    pub fn token(&self) -> &[u8; 16] {
-        &self.id.token
     }
 
     pub fn is_closed(&self) -> bool {
