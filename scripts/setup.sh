@@ -9,6 +9,7 @@ PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-nice gstreamer1.0-rtsp gstreamer1.0-x
   libgstrtspserver-1.0-dev ffmpeg fonts-dejavu-core
+  chromium chromium-driver
 )
 
 missing=()

@@ -23,7 +23,11 @@ async function deleteStream(s) {
   }
 }
 
-const rowActions = { Delete: deleteStream };
+function watchStream(s) {
+  location.href = `/debug/webrtc-client?stream=${encodeURIComponent(s.source_id)}`;
+}
+
+const rowActions = { Watch: watchStream, Delete: deleteStream };
 
 async function refresh() {
   try {

@@ -247,3 +247,65 @@ mod tests {
         );
     }
 }
+
+/// Body of `POST /streams/{source_id}/webrtc`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebRtcOffer {
+    /// The viewer's SDP offer (`RTCPeerConnection.createOffer()`), with a video section that can receive.
+    pub offer: String,
+}
+
+/// Reply of `POST /streams/{source_id}/webrtc`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebRtcAnswer {
+    /// Id for `DELETE /sessions/{session_id}` and `GET /sessions/{session_id}/stats`.
+    pub session_id: String,
+    /// The SDP answer, with every local ICE candidate.
+    pub answer: String,
+}
+
+/// One WebRTC viewer session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WebRtcSessionView {
+    pub session_id: String,
+    pub source_id: String,
+    /// Connection state: `new`, `connecting`, `connected`, `disconnected`, `failed`, `closed`.
+    #[schema(example = "connected")]
+    pub state: String,
+    /// What is sent: MIME type and the answer's fmtp.
+    #[schema(
+        example = "video/H264 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42c01f"
+    )]
+    pub codec: String,
+    pub created_unix_ms: u64,
+    /// The session resource (WHEP `PATCH` and `DELETE`).
+    #[schema(example = "/sessions/6f1c0a...")]
+    pub location: String,
+}
+
+/// Body of `GET /sessions/{session_id}/stats`: what was sent, and what the viewer's RTCP says about it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WebRtcSessionStats {
+    pub session: WebRtcSessionView,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    /// Packets sent again because the viewer asked (NACK).
+    pub retransmitted_packets_sent: u64,
+    /// NACK, PLI and FIR packets received from the viewer.
+    pub nack_count: u64,
+    pub pli_count: u64,
+    pub fir_count: u64,
+    /// Cumulative loss and the last fraction lost, from receiver reports.
+    pub packets_lost: i64,
+    pub fraction_lost: f64,
+    /// Interarrival jitter from the last receiver report.
+    pub jitter_ms: Option<f64>,
+    /// Round-trip time from the last receiver report that allowed one.
+    pub rtt_ms: Option<f64>,
+    /// Pictures sent, and keyframe requests answered by restarting from the GOP cache.
+    pub frames_sent: u64,
+    pub keyframe_requests_answered: u64,
+    /// From the offer's arrival to the first picture handed to the connection.
+    pub time_to_first_frame_ms: Option<f64>,
+}

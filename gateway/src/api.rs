@@ -8,8 +8,8 @@
 //! | `PATCH /streams/{source_id}` | 200 + [`StreamView`] |
 //! | `DELETE /streams/{source_id}` | 204 |
 //! | `GET /health` | 200 + [`Health`] |
-//! | `GET /streams/{source_id}/wsc-rtp` | 101, a WSC-RTP session (WSC-RTP-PROTOCOL.md) |
 //!
+//! Viewer sessions (WSC-RTP, WebRTC, WHEP) are in `viewer_api.rs`, merged into the same OpenAPI document.
 //! Errors are [`ErrorBody`] JSON, mapped in `error.rs`. The served document is at `/api-docs/openapi.json`.
 
 use api_models::{
@@ -39,7 +39,8 @@ use crate::AppState;
     tags(
         (name = "streams", description = "Stream registration and live status"),
         (name = "system", description = "Gateway health"),
-        (name = "viewers", description = "Viewer sessions (WSC-RTP)")
+        (name = "viewers", description = "Viewer sessions: WSC-RTP, WebRTC (WHEP and JSON). Open to every client, \
+            also when the gateway runs with an API token.")
     ),
     components(schemas(InputDto, InputView, TransportDto, StreamStateDto, ErrorBody)),
     modifiers(&ApiTokenScheme)
@@ -72,7 +73,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_streams, create_stream))
         .routes(routes!(get_stream, patch_stream, delete_stream))
         .routes(routes!(health))
-        .routes(routes!(wsc_rtp))
 }
 
 /// Registers a stream and starts pulling it.
@@ -209,38 +209,4 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         streams: state.registry.len(),
     })
-}
-
-/// Opens a WSC-RTP viewer session (WebSocket upgrade); the protocol is in WSC-RTP-PROTOCOL.md.
-#[utoipa::path(
-    get,
-    path = "/streams/{source_id}/wsc-rtp",
-    tag = "viewers",
-    params(("source_id" = String, Path, description = "Stream id")),
-    responses(
-        (status = 101, description = "Switching protocols: the WSC-RTP session starts with an `init` message"),
-        (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody),
-        (status = 404, description = "No such stream", body = ErrorBody),
-        (status = 503, description = "MAX_SESSIONS sessions are open (too_many_sessions), or shutting down",
-            body = ErrorBody)
-    )
-)]
-async fn wsc_rtp(
-    State(state): State<AppState>,
-    ApiPath(source_id): ApiPath<String>,
-    ws: Result<
-        axum::extract::ws::WebSocketUpgrade,
-        axum::extract::ws::rejection::WebSocketUpgradeRejection,
-    >,
-) -> Result<Response, AppError> {
-    let hub = state
-        .registry
-        .hub(&source_id)
-        .ok_or_else(|| AppError::StreamNotFound(source_id.clone()))?;
-    let ws = ws.map_err(|e| AppError::BadRequest(e.body_text()))?;
-    let permit = state.wsc.reserve()?;
-    Ok(ws
-        .max_message_size(crate::wsc::MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| permit.serve(socket, hub))
-        .into_response())
 }

@@ -3,12 +3,13 @@
 //!
 //! `--port N` / `PORT` is a shortcut for `--bind 0.0.0.0:N`. When both are given, the one from the stronger source
 //! wins (flag over environment); at the same level `--bind` wins. The file uses the same keys in snake_case
-//! (`bind`, `port`, `data_dir`, `max_sessions`, `max_streams`, `mtu`, `watchdog_secs`, `api_token`, `demo`) and
-//! refuses unknown ones, so a typo fails start-up instead of being ignored.
+//! (`bind`, `port`, `data_dir`, `max_sessions`, `max_streams`, `mtu`, `watchdog_secs`, `wsc_udp_port`, `api_token`,
+//! `demo`, and the `webrtc_*` keys) and refuses unknown ones, so a typo fails start-up instead of being ignored.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use anyhow::{bail, Context};
 use clap::parser::ValueSource;
@@ -50,6 +51,26 @@ struct Cli {
     /// UDP port shared by every WSC-RTP session; 0 picks a free one [default: 8010]
     #[arg(long, env = "WSC_HOLEPUNCH_PORT")]
     wsc_udp_port: Option<u16>,
+    /// STUN/TURN servers for WebRTC viewers' ICE, comma-separated (stun:HOST:PORT, turn:HOST:PORT) [default: none,
+    /// so nothing outside is contacted]
+    #[arg(long, env = "WEBRTC_ICE_SERVERS", value_delimiter = ',')]
+    webrtc_ice_servers: Option<Vec<String>>,
+    /// Username for the turn: servers
+    #[arg(long, env = "WEBRTC_TURN_USERNAME")]
+    webrtc_turn_username: Option<String>,
+    /// Credential for the turn: servers
+    #[arg(long, env = "WEBRTC_TURN_CREDENTIAL", hide_env_values = true)]
+    webrtc_turn_credential: Option<String>,
+    /// Public IPs announced in place of the host's (1:1 NAT), comma-separated [default: none]
+    #[arg(long, env = "WEBRTC_NAT_IPS", value_delimiter = ',')]
+    webrtc_nat_ips: Option<Vec<IpAddr>>,
+    /// Local IPs WebRTC media binds to, comma-separated; 0.0.0.0 means every non-loopback interface
+    /// [default: 0.0.0.0,127.0.0.1]
+    #[arg(long, env = "WEBRTC_BIND_IPS", value_delimiter = ',')]
+    webrtc_bind_ips: Option<Vec<IpAddr>>,
+    /// UDP ports for WebRTC media as FIRST-LAST; each session takes one per bind IP [default: any free port]
+    #[arg(long, env = "WEBRTC_UDP_PORTS", value_name = "FIRST-LAST")]
+    webrtc_udp_ports: Option<PortRange>,
     /// When set, POST/PATCH/DELETE need `Authorization: Bearer <token>`
     #[arg(long, env = "API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
@@ -73,6 +94,12 @@ struct FileConfig {
     mtu: Option<usize>,
     watchdog_secs: Option<u64>,
     wsc_udp_port: Option<u16>,
+    webrtc_ice_servers: Option<Vec<String>>,
+    webrtc_turn_username: Option<String>,
+    webrtc_turn_credential: Option<String>,
+    webrtc_nat_ips: Option<Vec<IpAddr>>,
+    webrtc_bind_ips: Option<Vec<IpAddr>>,
+    webrtc_udp_ports: Option<PortRange>,
     api_token: Option<String>,
     demo: Option<bool>,
 }
@@ -102,6 +129,8 @@ pub struct Config {
     pub watchdog_secs: u64,
     /// UDP port of WSC-RTP media (on the HTTP bind address); 0 picks a free one.
     pub wsc_udp_port: u16,
+    /// ICE servers and addresses of WebRTC viewer sessions.
+    pub webrtc: WebRtcConfig,
     /// When set, management calls need `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
     /// Register the test-pattern stream `demo` at start-up if absent.
@@ -118,6 +147,7 @@ impl Default for Config {
             mtu: 1200,
             watchdog_secs: 10,
             wsc_udp_port: 8010,
+            webrtc: WebRtcConfig::default(),
             api_token: None,
             demo: false,
         }
@@ -135,6 +165,7 @@ impl fmt::Debug for Config {
             .field("mtu", &self.mtu)
             .field("watchdog_secs", &self.watchdog_secs)
             .field("wsc_udp_port", &self.wsc_udp_port)
+            .field("webrtc", &self.webrtc)
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
             .field("demo", &self.demo)
             .finish()
@@ -189,6 +220,23 @@ impl Config {
                 .wsc_udp_port
                 .or(file.wsc_udp_port)
                 .unwrap_or(d.wsc_udp_port),
+            webrtc: WebRtcConfig {
+                ice_servers: cli
+                    .webrtc_ice_servers
+                    .or(file.webrtc_ice_servers)
+                    .unwrap_or(d.webrtc.ice_servers),
+                turn_username: cli.webrtc_turn_username.or(file.webrtc_turn_username),
+                turn_credential: cli.webrtc_turn_credential.or(file.webrtc_turn_credential),
+                nat_ips: cli
+                    .webrtc_nat_ips
+                    .or(file.webrtc_nat_ips)
+                    .unwrap_or(d.webrtc.nat_ips),
+                bind_ips: cli
+                    .webrtc_bind_ips
+                    .or(file.webrtc_bind_ips)
+                    .unwrap_or(d.webrtc.bind_ips),
+                udp_ports: cli.webrtc_udp_ports.or(file.webrtc_udp_ports),
+            },
             // An empty token (`API_TOKEN=` in a compose file) means "no token", not "the empty token".
             api_token: cli.api_token.or(file.api_token).filter(|t| !t.is_empty()),
             demo: cli.demo || file.demo.unwrap_or(false),
@@ -211,7 +259,104 @@ impl Config {
         if self.max_streams == 0 || self.max_sessions == 0 {
             bail!("max_streams and max_sessions must be at least 1");
         }
+        self.webrtc.check()
+    }
+}
+
+/// WebRTC viewer sessions: where ICE looks and what it announces.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebRtcConfig {
+    /// `stun:` and `turn:` URLs; empty means host candidates only, contacting nobody.
+    pub ice_servers: Vec<String>,
+    pub turn_username: Option<String>,
+    pub turn_credential: Option<String>,
+    /// Announced in place of the host addresses, for a gateway behind a 1:1 NAT.
+    pub nat_ips: Vec<IpAddr>,
+    /// Addresses the media sockets bind to; an unspecified one expands to every non-loopback interface.
+    pub bind_ips: Vec<IpAddr>,
+    /// Ports the media sockets take; `None` lets the system pick.
+    pub udp_ports: Option<PortRange>,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        WebRtcConfig {
+            ice_servers: Vec::new(),
+            turn_username: None,
+            turn_credential: None,
+            nat_ips: Vec::new(),
+            bind_ips: vec![Ipv4Addr::UNSPECIFIED.into(), Ipv4Addr::LOCALHOST.into()],
+            udp_ports: None,
+        }
+    }
+}
+
+/// Never prints the TURN credential.
+impl fmt::Debug for WebRtcConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebRtcConfig")
+            .field("ice_servers", &self.ice_servers)
+            .field("turn_username", &self.turn_username)
+            .field(
+                "turn_credential",
+                &self.turn_credential.as_ref().map(|_| "<redacted>"),
+            )
+            .field("nat_ips", &self.nat_ips)
+            .field("bind_ips", &self.bind_ips)
+            .field("udp_ports", &self.udp_ports)
+            .finish()
+    }
+}
+
+impl WebRtcConfig {
+    fn check(&self) -> anyhow::Result<()> {
+        for url in &self.ice_servers {
+            let scheme = url.split(':').next().unwrap_or_default();
+            if !matches!(scheme, "stun" | "stuns" | "turn" | "turns") || !url.contains(':') {
+                bail!("webrtc_ice_servers: {url:?} is not a stun:, stuns:, turn: or turns: URL");
+            }
+        }
+        if self.bind_ips.is_empty() {
+            bail!("webrtc_bind_ips must name at least one address");
+        }
         Ok(())
+    }
+}
+
+/// An inclusive UDP port range, written `FIRST-LAST`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not a port range FIRST-LAST (for example 40000-40999)");
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let first: u16 = a.trim().parse().map_err(|_| bad())?;
+        let last: u16 = b.trim().parse().map_err(|_| bad())?;
+        if first == 0 || last < first {
+            return Err(bad());
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl TryFrom<String> for PortRange {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
     }
 }
 
@@ -258,6 +403,13 @@ mod tests {
         "WATCHDOG_SECS",
         "API_TOKEN",
         "CONFIG_FILE",
+        "WSC_HOLEPUNCH_PORT",
+        "WEBRTC_ICE_SERVERS",
+        "WEBRTC_TURN_USERNAME",
+        "WEBRTC_TURN_CREDENTIAL",
+        "WEBRTC_NAT_IPS",
+        "WEBRTC_BIND_IPS",
+        "WEBRTC_UDP_PORTS",
     ];
 
     /// Runs `f` with exactly `vars` set among the gateway's variables.
@@ -359,5 +511,49 @@ mod tests {
             Config::from_args(["gateway"]).unwrap()
         });
         assert_eq!(c.api_token, None);
+    }
+
+    #[test]
+    fn webrtc_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = file(
+            &dir,
+            "webrtc_udp_ports = \"40000-40099\"\nwebrtc_nat_ips = [\"203.0.113.7\"]\nwebrtc_turn_credential = \"s3cret\"\n",
+        );
+        let c = with_env(
+            &[(
+                "WEBRTC_ICE_SERVERS",
+                "stun:10.0.0.1:3478,turn:10.0.0.2:3478",
+            )],
+            || {
+                Config::from_args(["gateway", "--config", &f, "--webrtc-bind-ips", "127.0.0.1"])
+                    .unwrap()
+            },
+        );
+        assert_eq!(
+            c.webrtc.udp_ports,
+            Some(PortRange {
+                first: 40000,
+                last: 40099
+            })
+        );
+        assert_eq!(
+            c.webrtc.nat_ips,
+            vec!["203.0.113.7".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            c.webrtc.bind_ips,
+            vec!["127.0.0.1".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(c.webrtc.ice_servers.len(), 2);
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(
+            Config::default().webrtc.ice_servers.is_empty(),
+            "nothing external by default"
+        );
+        with_env(&[], || {
+            assert!(Config::from_args(["gateway", "--webrtc-udp-ports", "5000-4000"]).is_err());
+            assert!(Config::from_args(["gateway", "--webrtc-ice-servers", "http://x"]).is_err());
+        });
     }
 }

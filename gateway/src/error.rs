@@ -15,9 +15,14 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 
 use crate::registry::RegistryError;
+use crate::viewers::ReserveError;
+use crate::webrtc::WebRtcError;
+use publishers::webrtc::offer::OfferError;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// `Retry-After` of a stream that is not ready yet: its first picture usually comes within a second or two.
+const NOT_READY_RETRY_SECS: &str = "2";
 
 /// Every error the HTTP API can answer with.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +36,9 @@ pub enum AppError {
     /// No such stream (404).
     #[error("stream {0:?} not found")]
     StreamNotFound(String),
+    /// No such viewer session (404).
+    #[error("{0}")]
+    SessionNotFound(String),
     /// No such route (404).
     #[error("no such resource")]
     RouteNotFound,
@@ -40,6 +48,18 @@ pub enum AppError {
     /// The resource exists already, or is being changed by another request (409).
     #[error("{0}")]
     Conflict(String),
+    /// No codec in a viewer's offer can carry the stream (406).
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// The body's `Content-Type` is not the one this call takes (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Well-formed, but asks for something this gateway does not do (422).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The stream exists but can't serve viewers yet; answered with `Retry-After` (503).
+    #[error("{0}")]
+    NotReady(String),
     /// The request body is over [`MAX_BODY_BYTES`] (413).
     #[error("request body larger than {MAX_BODY_BYTES} bytes")]
     PayloadTooLarge,
@@ -63,9 +83,15 @@ impl AppError {
         match self {
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            AppError::StreamNotFound(_) | AppError::RouteNotFound => {
-                (StatusCode::NOT_FOUND, "not_found")
+            AppError::StreamNotFound(_)
+            | AppError::SessionNotFound(_)
+            | AppError::RouteNotFound => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "no_common_codec"),
+            AppError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            AppError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            AppError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "stream_not_ready"),
             AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -97,17 +123,37 @@ impl IntoResponse for AppError {
         if status == StatusCode::UNAUTHORIZED {
             return (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
         }
+        if matches!(self, AppError::NotReady(_)) {
+            return (status, [(header::RETRY_AFTER, NOT_READY_RETRY_SECS)], body).into_response();
+        }
         (status, body).into_response()
     }
 }
 
-impl From<crate::wsc::WscStartError> for AppError {
-    fn from(e: crate::wsc::WscStartError) -> Self {
+impl From<ReserveError> for AppError {
+    fn from(e: ReserveError) -> Self {
         match e {
-            crate::wsc::WscStartError::TooManySessions(_) => {
-                AppError::TooManySessions(e.to_string())
+            ReserveError::TooManySessions(_) => AppError::TooManySessions(e.to_string()),
+            ReserveError::ShuttingDown => AppError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<WebRtcError> for AppError {
+    fn from(e: WebRtcError) -> Self {
+        match e {
+            WebRtcError::Offer(o @ OfferError::NoCommonCodec { .. }) => {
+                AppError::NotAcceptable(o.to_string())
             }
-            crate::wsc::WscStartError::ShuttingDown => AppError::Unavailable(e.to_string()),
+            e @ (WebRtcError::Offer(_) | WebRtcError::Refused(_) | WebRtcError::Trickle(_)) => {
+                AppError::BadRequest(e.to_string())
+            }
+            e @ WebRtcError::NotReady(_) => AppError::NotReady(e.to_string()),
+            WebRtcError::Reserve(r) => r.into(),
+            e @ WebRtcError::SessionNotFound(_) => AppError::SessionNotFound(e.to_string()),
+            e @ WebRtcError::IceRestart => AppError::Unprocessable(e.to_string()),
+            e @ WebRtcError::NoPorts(_) => AppError::Unavailable(e.to_string()),
+            WebRtcError::Internal(detail) => AppError::Internal(anyhow::anyhow!(detail)),
         }
     }
 }

@@ -13,7 +13,10 @@ pub mod registry;
 mod server;
 pub mod store;
 mod view;
+pub mod viewer_api;
+pub mod viewers;
 mod web;
+pub mod webrtc;
 pub mod wsc;
 
 use std::sync::Arc;
@@ -35,17 +38,25 @@ pub struct AppState {
     pub registry: Arc<StreamRegistry>,
     pub config: Arc<Config>,
     pub wsc: Arc<wsc::WscService>,
+    pub webrtc: Arc<webrtc::WebRtcService>,
+    /// Viewer sessions of every kind against `max_sessions`.
+    pub viewers: Arc<viewers::ViewerBudget>,
 }
 
-/// The whole HTTP surface: the REST API (with the API-token check and the 64 KiB body limit), Swagger UI at
-/// `/swagger-ui`, the OpenAPI document at `/api-docs/openapi.json`, and the debug page at `/debug/`.
+/// The whole HTTP surface: the management API (with the API-token check), the viewer API (open), both with the
+/// 64 KiB body limit; Swagger UI at `/swagger-ui`, the OpenAPI document at `/api-docs/openapi.json`, and the
+/// debug pages at `/debug/`.
 pub fn app(state: AppState) -> Router {
-    let (api_routes, openapi) = api::router().split_for_parts();
+    let (api_routes, mut openapi) = api::router().split_for_parts();
+    let (viewer_routes, viewer_doc) = viewer_api::router().split_for_parts();
+    openapi.merge(viewer_doc);
     let api_routes = api_routes
         .route_layer(from_fn_with_state(state.clone(), auth::require_token))
         .layer(DefaultBodyLimit::max(error::MAX_BODY_BYTES));
+    let viewer_routes = viewer_routes.layer(DefaultBodyLimit::max(error::MAX_BODY_BYTES));
     Router::new()
         .merge(api_routes)
+        .merge(viewer_routes)
         .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", openapi))
         .merge(web::router())
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })

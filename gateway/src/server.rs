@@ -15,6 +15,8 @@ use tracing::{info, warn};
 
 use crate::registry::{RegistryError, RegistryOptions, StreamRegistry};
 use crate::store::Store;
+use crate::viewers::ViewerBudget;
+use crate::webrtc::WebRtcService;
 use crate::wsc::WscService;
 use crate::{app, AppState, Config};
 
@@ -30,6 +32,8 @@ pub struct Gateway {
     local_addr: SocketAddr,
     registry: Arc<StreamRegistry>,
     wsc: Arc<WscService>,
+    webrtc: Arc<WebRtcService>,
+    viewers: Arc<ViewerBudget>,
     stop_http: CancellationToken,
     http: JoinHandle<std::io::Result<()>>,
 }
@@ -44,9 +48,11 @@ impl Gateway {
             .with_context(|| format!("binding {}", config.bind))?;
         let local_addr = listener.local_addr()?;
         let wsc_bind = SocketAddr::new(config.bind.ip(), config.wsc_udp_port);
-        let wsc = WscService::start(wsc_bind, config.max_sessions)
+        let viewers = ViewerBudget::new(config.max_sessions);
+        let wsc = WscService::start(wsc_bind, viewers.clone())
             .await
             .with_context(|| format!("binding WSC-RTP UDP {wsc_bind}"))?;
+        let webrtc = WebRtcService::new(config.webrtc.clone(), viewers.clone());
         let store = Store::open(&config.data_dir).await?;
         let registry = Arc::new(StreamRegistry::new(
             store,
@@ -71,6 +77,8 @@ impl Gateway {
             registry: registry.clone(),
             config: Arc::new(config),
             wsc: wsc.clone(),
+            webrtc: webrtc.clone(),
+            viewers: viewers.clone(),
         };
         let stop_http = CancellationToken::new();
         let http = tokio::spawn(
@@ -82,6 +90,8 @@ impl Gateway {
             local_addr,
             registry,
             wsc,
+            webrtc,
+            viewers,
             stop_http,
             http,
         })
@@ -107,6 +117,16 @@ impl Gateway {
         &self.wsc
     }
 
+    /// WebRTC sessions.
+    pub fn webrtc(&self) -> &Arc<WebRtcService> {
+        &self.webrtc
+    }
+
+    /// Viewer sessions of every kind.
+    pub fn viewers(&self) -> &Arc<ViewerBudget> {
+        &self.viewers
+    }
+
     /// The stream registry (for consumers wired in-process).
     pub fn registry(&self) -> &Arc<StreamRegistry> {
         &self.registry
@@ -116,13 +136,15 @@ impl Gateway {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let Gateway {
             registry,
-            wsc,
+            webrtc,
+            viewers,
             stop_http,
             mut http,
             ..
         } = self;
-        wsc.begin_shutdown();
+        viewers.begin_shutdown();
         stop_http.cancel();
+        webrtc.close_all().await;
         match tokio::time::timeout(HTTP_DRAIN, &mut http).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server ended with an error"),

@@ -1,4 +1,4 @@
-//! The static debug page: `web-debug/` embedded in the binary (so it works from any working directory), served at
+//! The static debug pages (`/debug/`: streams; `/debug/webrtc-client`: live view over WHEP): `web-debug/` embedded in the binary (so it works from any working directory), served at
 //! `/debug/`; `/` redirects there. To add a file, put it in `web-debug/` and list it in [`FILES`].
 
 use axum::extract::Path;
@@ -37,6 +37,26 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../web-debug/app.js"),
     ),
+    (
+        "webrtc-client.html",
+        "text/html; charset=utf-8",
+        include_str!("../../web-debug/webrtc-client.html"),
+    ),
+    (
+        "whep.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web-debug/whep.js"),
+    ),
+    (
+        "video-stats.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web-debug/video-stats.js"),
+    ),
+    (
+        "webrtc-client.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web-debug/webrtc-client.js"),
+    ),
 ];
 
 /// Routes of the debug page.
@@ -45,6 +65,10 @@ pub fn router() -> Router<AppState> {
         .route("/", get(|| async { Redirect::temporary("/debug/") }))
         .route("/debug", get(|| async { Redirect::temporary("/debug/") }))
         .route("/debug/", get(|| async { serve("index.html") }))
+        .route(
+            "/debug/webrtc-client",
+            get(|| async { serve("webrtc-client.html") }),
+        )
         .route(
             "/debug/{file}",
             get(|Path(file): Path<String>| async move { serve(&file) }),

@@ -334,20 +334,17 @@ async fn hundred_sessions_leave_nothing_behind() {
             }
             open_now.push((ws, udp));
         }
-        assert_eq!(gw.wsc().session_count(), 10);
+        assert_eq!(gw.viewers().open(), 10);
         for (mut ws, _) in open_now {
             ws.close(None).await.ok();
         }
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while gw.wsc().session_count() > 0
-        || gw.wsc().udp.registered() > 0
-        || hub.subscriber_count() > 0
-    {
+    while gw.viewers().open() > 0 || gw.wsc().udp.registered() > 0 || hub.subscriber_count() > 0 {
         assert!(
             Instant::now() < deadline,
             "sessions {} routes {} subscribers {}",
-            gw.wsc().session_count(),
+            gw.viewers().open(),
             gw.wsc().udp.registered(),
             hub.subscriber_count()
         );
@@ -414,7 +411,7 @@ async fn max_sessions_is_enforced_with_a_clear_error() {
     // A place frees up when a session ends.
     drop(a);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while gw.wsc().session_count() > 1 {
+    while gw.viewers().open() > 1 {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

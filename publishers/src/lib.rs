@@ -5,13 +5,17 @@
 //!   kept continuous across input switches (the stitching rule of DESIGN.md).
 //! - [`SendHistory`] and [`parse_feedback`]: loss repair from RTCP generic NACK and PLI.
 //! - [`sdp`]: session descriptions with the codecs' fmtp parameters.
+//! - [`wsc`]: the WSC-RTP session state machine.
+//! - [`webrtc`]: WebRTC offer reading (codec choice, answer fmtp) and trickle-ICE fragments.
 //!
-//! All of it is sans-IO. The WSC-RTP and WebRTC sessions that drive these over sockets arrive with their issues.
+//! All of it is sans-IO: the gateway drives it with sockets, tasks and (for WebRTC) the `webrtc` crate's peer
+//! connections.
 
 mod retransmit;
 mod rtp_out;
 pub mod sdp;
+pub mod webrtc;
 pub mod wsc;
 
 pub use retransmit::{parse_feedback, Feedback, RtcpError, SendHistory, DEFAULT_HISTORY};
-pub use rtp_out::RtpOutput;
+pub use rtp_out::{OutPacket, RtpOutput};

@@ -47,28 +47,12 @@ impl RtpOutput {
         self.rebase = true;
     }
 
-    /// Writes one frame's packets into `out` (appending). Returns false, writing nothing, for a frame that
-    /// can't be decoded here (a non-keyframe after a discontinuity).
+    /// Writes one frame's packets into `out` (appending) as complete RTP packets. Returns false, writing nothing,
+    /// for a frame that can't be decoded here (a non-keyframe after a discontinuity).
     pub fn write_frame(&mut self, frame: &HubFrame, out: &mut Vec<Bytes>) -> bool {
-        if self.awaiting_keyframe && !frame.frame.is_keyframe {
+        let Some(ts) = self.next_timestamp(frame) else {
             return false;
-        }
-        self.awaiting_keyframe = false;
-        let pts = frame.frame.pts_90k;
-        let ts = match self.last {
-            None => 0,
-            Some((last_ts, _)) if self.rebase => last_ts.wrapping_add(self.frame_ticks),
-            Some((last_ts, last_pts)) => {
-                let delta = pts.saturating_sub(last_pts);
-                // Remember a plausible frame interval (up to 1 s) for the next rebase.
-                if (1..=90_000).contains(&delta) {
-                    self.frame_ticks = delta as u32;
-                }
-                last_ts.wrapping_add(delta.clamp(0, i64::from(u32::MAX)) as u32)
-            }
         };
-        self.rebase = false;
-        self.last = Some((ts, pts));
         for p in &frame.packets {
             let mut buf = BytesMut::with_capacity(12 + p.payload.len());
             let mut header = [0u8; 12];
@@ -87,6 +71,65 @@ impl RtpOutput {
         }
         true
     }
+
+    /// Like [`RtpOutput::write_frame`], for a sender that builds its own packets (a WebRTC stack): the header
+    /// fields of each packet over the payload the hub shares with every viewer, not copied.
+    pub fn write_frame_parts(&mut self, frame: &HubFrame, out: &mut Vec<OutPacket>) -> bool {
+        let Some(timestamp) = self.next_timestamp(frame) else {
+            return false;
+        };
+        for p in &frame.packets {
+            out.push(OutPacket {
+                seq: self.next_seq,
+                timestamp,
+                marker: p.marker,
+                payload: p.payload.clone(),
+            });
+            self.next_seq = self.next_seq.wrapping_add(1);
+        }
+        true
+    }
+
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    pub fn payload_type(&self) -> u8 {
+        self.payload_type
+    }
+
+    /// The RTP timestamp of `frame`, or `None` if it can't be sent (a non-keyframe after a discontinuity).
+    fn next_timestamp(&mut self, frame: &HubFrame) -> Option<u32> {
+        if self.awaiting_keyframe && !frame.frame.is_keyframe {
+            return None;
+        }
+        self.awaiting_keyframe = false;
+        let pts = frame.frame.pts_90k;
+        let ts = match self.last {
+            None => 0,
+            Some((last_ts, _)) if self.rebase => last_ts.wrapping_add(self.frame_ticks),
+            Some((last_ts, last_pts)) => {
+                let delta = pts.saturating_sub(last_pts);
+                // Remember a plausible frame interval (up to 1 s) for the next rebase.
+                if (1..=90_000).contains(&delta) {
+                    self.frame_ticks = delta as u32;
+                }
+                last_ts.wrapping_add(delta.clamp(0, i64::from(u32::MAX)) as u32)
+            }
+        };
+        self.rebase = false;
+        self.last = Some((ts, pts));
+        Some(ts)
+    }
+}
+
+/// One packet of a viewer's stream, unserialized: per-viewer header fields and the shared payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutPacket {
+    pub seq: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: Bytes,
 }
 
 #[cfg(test)]
@@ -170,5 +213,23 @@ mod tests {
         assert!(o.write_frame(&hf(false, 9_007_200, 1), &mut out));
         let got: Vec<(u16, u32)> = out.iter().map(|p| (seq(p), ts(p))).collect();
         assert_eq!(got, vec![(100, 0), (101, 3600), (102, 7200), (103, 10_800)]);
+    }
+
+    #[test]
+    fn parts_match_the_serialized_packets() {
+        let mut a = RtpOutput::new(9, 102, 500);
+        let mut b = RtpOutput::new(9, 102, 500);
+        let (mut bytes, mut parts) = (Vec::new(), Vec::new());
+        for (key, pts) in [(true, 0), (false, 3000), (false, 6000)] {
+            a.write_frame(&hf(key, pts, 2), &mut bytes);
+            b.write_frame_parts(&hf(key, pts, 2), &mut parts);
+        }
+        assert_eq!(bytes.len(), parts.len());
+        for (full, part) in bytes.iter().zip(&parts) {
+            assert_eq!(seq(full), part.seq);
+            assert_eq!(ts(full), part.timestamp);
+            assert_eq!(full[1] & 0x80 != 0, part.marker);
+            assert_eq!(&full[12..], &part.payload[..]);
+        }
     }
 }

@@ -39,6 +39,9 @@ pub struct FixtureOptions {
     pub pattern: &'static str,
     /// The source goes silent (end of stream, connection kept) after this many frames: a hung camera.
     pub stop_after_frames: Option<u32>,
+    /// H.264 profile the encoder must use (`constrained-baseline`, `main`, `high`); `None`: what x264's
+    /// `ultrafast` preset gives (Constrained Baseline).
+    pub h264_profile: Option<&'static str>,
 }
 
 impl Default for FixtureOptions {
@@ -53,6 +56,7 @@ impl Default for FixtureOptions {
             auth: None,
             path: "/cam".into(),
             stop_after_frames: None,
+            h264_profile: None,
             pattern: "ball",
         }
     }
@@ -131,10 +135,19 @@ impl RtspFixture {
     fn launch_line(&self) -> String {
         let o = &self.opts;
         let enc = match o.codec {
+            // x264 writes the lowest profile its tools need, and `ultrafast` uses Constrained Baseline tools only.
             FixtureCodec::H264 => format!(
-                "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={} bitrate={} \
-                 ! rtph264pay name=pay0 pt=96 config-interval=-1",
-                o.gop, o.bitrate_kbps
+                "x264enc tune=zerolatency speed-preset={} key-int-max={} bitrate={} \
+                 {} ! rtph264pay name=pay0 pt=96 config-interval=-1",
+                match o.h264_profile {
+                    Some("main" | "high") => "superfast",
+                    _ => "ultrafast",
+                },
+                o.gop,
+                o.bitrate_kbps,
+                o.h264_profile
+                    .map(|p| format!("! video/x-h264,profile={p}"))
+                    .unwrap_or_default()
             ),
             FixtureCodec::H265 => format!(
                 "x265enc tune=zerolatency speed-preset=ultrafast key-int-max={} bitrate={} \

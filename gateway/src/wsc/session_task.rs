@@ -15,7 +15,8 @@ use publishers::wsc::{Input, Output, WscIdentity, WscSession};
 use sources::IngestState;
 use tracing::debug;
 
-use super::{SessionPermit, WscService};
+use super::WscService;
+use crate::viewers::SessionPermit;
 
 /// How often the stream's ingest state is looked at.
 const STATE_POLL: Duration = Duration::from_millis(500);
@@ -131,7 +132,7 @@ pub async fn run(socket: WebSocket, svc: Arc<WscService>, hub: Hub, _permit: Ses
             },
             f = sub.recv() => match f {
                 Some(f) => session.handle(Instant::now(), Input::Frame(f)),
-                None if svc.closing() => session.handle(Instant::now(), Input::Shutdown),
+                None if svc.budget.closing() => session.handle(Instant::now(), Input::Shutdown),
                 None => session.handle(Instant::now(), Input::StreamDeleted),
             },
             _ = state_poll.tick() => {

@@ -1,0 +1,279 @@
+//! The viewer half of the HTTP API: sessions that watch a stream. Open to every client (the API token guards
+//! management only); a session id is a 128-bit random capability.
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET /streams/{source_id}/wsc-rtp` | 101, a WSC-RTP session (WSC-RTP-PROTOCOL.md) |
+//! | `POST /streams/{source_id}/whep` | WHEP: `application/sdp` offer → 201, `application/sdp` answer, `Location` |
+//! | `PATCH /sessions/{session_id}` | WHEP trickle ICE (`application/trickle-ice-sdpfrag`) → 204 |
+//! | `DELETE /sessions/{session_id}` | 204, the session ends |
+//! | `POST /streams/{source_id}/webrtc` | JSON `{offer}` → 201 [`WebRtcAnswer`] |
+//! | `GET /streams/{source_id}/webrtc` | 200 + the stream's WebRTC sessions |
+//! | `GET /sessions/{session_id}/stats` | 200 + [`WebRtcSessionStats`] |
+
+use api_models::{ErrorBody, WebRtcAnswer, WebRtcOffer, WebRtcSessionStats, WebRtcSessionView};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hub::Hub;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiJson, ApiPath, AppError};
+use crate::AppState;
+
+/// WHEP offers and answers.
+const SDP: &str = "application/sdp";
+/// WHEP trickle ICE (RFC 8840).
+const SDP_FRAG: &str = "application/trickle-ice-sdpfrag";
+
+#[derive(OpenApi)]
+#[openapi(components(schemas(WebRtcSessionView)))]
+struct ViewerDoc;
+
+/// The viewer routes with their part of the OpenAPI document.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ViewerDoc::openapi())
+        .routes(routes!(wsc_rtp))
+        .routes(routes!(whep))
+        .routes(routes!(create_webrtc, list_webrtc))
+        .routes(routes!(trickle, delete_session))
+        .routes(routes!(session_stats))
+}
+
+fn hub(state: &AppState, source_id: &str) -> Result<Hub, AppError> {
+    state
+        .registry
+        .hub(source_id)
+        .ok_or_else(|| AppError::StreamNotFound(source_id.to_owned()))
+}
+
+/// The body as text of the given type, or the error a client can act on.
+fn text_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    want: &str,
+) -> Result<String, AppError> {
+    let given = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = given.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case(want) {
+        return Err(AppError::UnsupportedMediaType(format!(
+            "expected `Content-Type: {want}`, got {given:?}"
+        )));
+    }
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge
+        } else {
+            AppError::BadRequest(e.body_text())
+        }
+    })?;
+    String::from_utf8(body.to_vec())
+        .map_err(|_| AppError::BadRequest("the body is not UTF-8".into()))
+}
+
+fn location(session_id: &str) -> String {
+    format!("/sessions/{session_id}")
+}
+
+/// Opens a WSC-RTP viewer session (WebSocket upgrade); the protocol is in WSC-RTP-PROTOCOL.md.
+#[utoipa::path(
+    get,
+    path = "/streams/{source_id}/wsc-rtp",
+    tag = "viewers",
+    params(("source_id" = String, Path, description = "Stream id")),
+    responses(
+        (status = 101, description = "Switching protocols: the WSC-RTP session starts with an `init` message"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody),
+        (status = 404, description = "No such stream", body = ErrorBody),
+        (status = 503, description = "MAX_SESSIONS sessions are open (too_many_sessions), or shutting down",
+            body = ErrorBody)
+    )
+)]
+async fn wsc_rtp(
+    State(state): State<AppState>,
+    ApiPath(source_id): ApiPath<String>,
+    ws: Result<
+        axum::extract::ws::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> Result<Response, AppError> {
+    let hub = hub(&state, &source_id)?;
+    let ws = ws.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let permit = state.viewers.reserve()?;
+    let wsc = state.wsc.clone();
+    Ok(ws
+        .max_message_size(crate::wsc::MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| crate::wsc::run_session(socket, wsc, hub, permit))
+        .into_response())
+}
+
+/// WHEP: plays the stream over WebRTC. The answer carries every gateway ICE candidate; the viewer's may follow
+/// with `PATCH` on the `Location`.
+#[utoipa::path(
+    post,
+    path = "/streams/{source_id}/whep",
+    tag = "viewers",
+    params(("source_id" = String, Path, description = "Stream id")),
+    request_body(content = String, content_type = "application/sdp", description = "SDP offer"),
+    responses(
+        (status = 201, description = "SDP answer", content_type = "application/sdp", body = String,
+            headers(("Location" = String, description = "The session resource: PATCH (trickle ICE), DELETE"))),
+        (status = 400, description = "Malformed SDP, or no video section that can receive", body = ErrorBody),
+        (status = 404, description = "No such stream", body = ErrorBody),
+        (status = 406, description = "No codec in the offer can carry the stream; the message names what the \
+            stream sends and what the offer accepts", body = ErrorBody),
+        (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/sdp", body = ErrorBody),
+        (status = 503, description = "The stream has not delivered a picture yet (stream_not_ready, with \
+            Retry-After), MAX_SESSIONS sessions are open, no media port is free, or shutting down", body = ErrorBody)
+    )
+)]
+async fn whep(
+    State(state): State<AppState>,
+    ApiPath(source_id): ApiPath<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, AppError> {
+    let hub = hub(&state, &source_id)?;
+    let offer = text_body(&headers, body, SDP)?;
+    let created = state.webrtc.create(hub, &offer).await?;
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, SDP.to_owned()),
+            (header::LOCATION, location(&created.session_id)),
+        ],
+        created.answer,
+    )
+        .into_response())
+}
+
+/// Plays the stream over WebRTC, with JSON signalling.
+#[utoipa::path(
+    post,
+    path = "/streams/{source_id}/webrtc",
+    tag = "viewers",
+    params(("source_id" = String, Path, description = "Stream id")),
+    request_body = WebRtcOffer,
+    responses(
+        (status = 201, description = "Session created", body = WebRtcAnswer,
+            headers(("Location" = String, description = "The session resource"))),
+        (status = 400, description = "Bad JSON, malformed SDP, or no video section that can receive", body = ErrorBody),
+        (status = 404, description = "No such stream", body = ErrorBody),
+        (status = 406, description = "No codec in the offer can carry the stream", body = ErrorBody),
+        (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
+        (status = 503, description = "Stream not ready (Retry-After), too many sessions, no free port, or \
+            shutting down", body = ErrorBody)
+    )
+)]
+async fn create_webrtc(
+    State(state): State<AppState>,
+    ApiPath(source_id): ApiPath<String>,
+    ApiJson(req): ApiJson<WebRtcOffer>,
+) -> Result<Response, AppError> {
+    let hub = hub(&state, &source_id)?;
+    let created = state.webrtc.create(hub, &req.offer).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location(&created.session_id))],
+        Json(WebRtcAnswer {
+            session_id: created.session_id,
+            answer: created.answer,
+        }),
+    )
+        .into_response())
+}
+
+/// The stream's WebRTC sessions, oldest first.
+#[utoipa::path(
+    get,
+    path = "/streams/{source_id}/webrtc",
+    tag = "viewers",
+    params(("source_id" = String, Path, description = "Stream id")),
+    responses(
+        (status = 200, description = "Sessions", body = Vec<WebRtcSessionView>),
+        (status = 404, description = "No such stream", body = ErrorBody)
+    )
+)]
+async fn list_webrtc(
+    State(state): State<AppState>,
+    ApiPath(source_id): ApiPath<String>,
+) -> Result<Json<Vec<WebRtcSessionView>>, AppError> {
+    hub(&state, &source_id)?;
+    Ok(Json(state.webrtc.list(&source_id)))
+}
+
+/// WHEP trickle ICE: the viewer's further candidates.
+#[utoipa::path(
+    patch,
+    path = "/sessions/{session_id}",
+    tag = "viewers",
+    params(("session_id" = String, Path, description = "Session id")),
+    request_body(content = String, content_type = "application/trickle-ice-sdpfrag",
+        description = "ICE credentials, m= and a=mid lines, a=candidate lines (RFC 8840)"),
+    responses(
+        (status = 204, description = "Candidates added"),
+        (status = 400, description = "Malformed fragment or candidate", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/trickle-ice-sdpfrag", body = ErrorBody),
+        (status = 422, description = "An ICE restart (new ufrag): not supported, start a new session",
+            body = ErrorBody)
+    )
+)]
+async fn trickle(
+    State(state): State<AppState>,
+    ApiPath(session_id): ApiPath<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, AppError> {
+    let text = text_body(&headers, body, SDP_FRAG)?;
+    let frag = publishers::webrtc::trickle::parse(&text)
+        .map_err(|e| AppError::BadRequest(format!("bad trickle-ICE fragment: {e}")))?;
+    state.webrtc.trickle(&session_id, frag).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends a WebRTC session (WHEP or JSON).
+#[utoipa::path(
+    delete,
+    path = "/sessions/{session_id}",
+    tag = "viewers",
+    params(("session_id" = String, Path, description = "Session id")),
+    responses(
+        (status = 204, description = "Session ended and its resources freed"),
+        (status = 404, description = "No such session", body = ErrorBody)
+    )
+)]
+async fn delete_session(
+    State(state): State<AppState>,
+    ApiPath(session_id): ApiPath<String>,
+) -> Result<StatusCode, AppError> {
+    state.webrtc.delete(&session_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Packets and bytes sent, NACKs, PLIs, loss, jitter and RTT from receiver reports, time to first frame.
+#[utoipa::path(
+    get,
+    path = "/sessions/{session_id}/stats",
+    tag = "viewers",
+    params(("session_id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "Session statistics", body = WebRtcSessionStats),
+        (status = 404, description = "No such session", body = ErrorBody)
+    )
+)]
+async fn session_stats(
+    State(state): State<AppState>,
+    ApiPath(session_id): ApiPath<String>,
+) -> Result<Json<WebRtcSessionStats>, AppError> {
+    Ok(Json(state.webrtc.stats(&session_id).await?))
+}

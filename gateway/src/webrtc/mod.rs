@@ -1,0 +1,343 @@
+//! WebRTC viewers: one peer connection per session (the `webrtc` crate, see [`peer`]), fed from the stream's hub
+//! by [`session_task`], reachable over WHEP and the JSON API (`api.rs`).
+//!
+//! A session starts from the GOP cache once ICE and DTLS connect; keyframe requests (PLI, FIR) restart it from
+//! the cache; NACKs are answered by the crate's NACK responder from what it sent. It ends when the viewer deletes
+//! it, when the connection fails or closes, when it doesn't connect within [`CONNECT_TIMEOUT`], when it stays
+//! `disconnected` for [`DISCONNECT_GRACE`], or when its stream goes away; then everything it held is freed: the
+//! session entry, its task, its hub subscription, its sockets and its place in the viewer budget.
+
+mod feedback;
+pub mod peer;
+mod session_task;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use api_models::{WebRtcSessionStats, WebRtcSessionView};
+use hub::Hub;
+use parking_lot::Mutex;
+use publishers::webrtc::offer::{choose_codec, rewrite_fmtp, OfferError};
+use publishers::webrtc::trickle::{TrickleError, TrickleFragment};
+use tokio_util::sync::CancellationToken;
+use webrtc::peer_connection::{
+    PeerConnection, RTCIceCandidateInit, RTCSessionDescription, StatsSelector,
+};
+
+use crate::config::WebRtcConfig;
+use crate::viewers::{ReserveError, ViewerBudget};
+use feedback::FeedbackCounts;
+use peer::PortCursor;
+use session_task::{LiveState, SessionTask};
+
+/// A session that has not connected by then is removed.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a `disconnected` connection may take to come back before the session ends.
+pub const DISCONNECT_GRACE: Duration = Duration::from_secs(10);
+/// Longest wait for host (and configured STUN/TURN) candidates before answering.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `DELETE` waits for the session to let go of its resources.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Why a WebRTC request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WebRtcError {
+    #[error(transparent)]
+    Offer(#[from] OfferError),
+    #[error("stream {0:?} has not delivered a picture yet, so its codec is unknown; try again in a few seconds")]
+    NotReady(String),
+    #[error(transparent)]
+    Reserve(#[from] ReserveError),
+    #[error("no WebRTC session {0:?}")]
+    SessionNotFound(String),
+    #[error("the WebRTC stack refused the offer: {0}")]
+    Refused(String),
+    #[error("bad trickle-ICE fragment: {0}")]
+    Trickle(#[from] TrickleError),
+    #[error("ICE restart is not supported; start a new session")]
+    IceRestart,
+    #[error("every WebRTC media port in {0} is taken")]
+    NoPorts(String),
+    #[error("WebRTC: {0}")]
+    Internal(String),
+}
+
+/// A created session: what the viewer needs to go on.
+pub struct Created {
+    pub session_id: String,
+    pub answer: String,
+}
+
+/// One session as the service keeps it.
+struct SessionEntry {
+    id: String,
+    stream_id: String,
+    created: SystemTime,
+    codec: String,
+    remote_ufrag: Option<String>,
+    pc: Arc<dyn PeerConnection>,
+    live: Arc<Mutex<LiveState>>,
+    counts: Arc<FeedbackCounts>,
+    stop: CancellationToken,
+    finished: CancellationToken,
+}
+
+/// Every WebRTC session of the gateway.
+pub struct WebRtcService {
+    config: WebRtcConfig,
+    ports: PortCursor,
+    budget: Arc<ViewerBudget>,
+    sessions: Mutex<HashMap<String, Arc<SessionEntry>>>,
+}
+
+impl WebRtcService {
+    pub fn new(config: WebRtcConfig, budget: Arc<ViewerBudget>) -> Arc<WebRtcService> {
+        Arc::new(WebRtcService {
+            ports: PortCursor::new(config.udp_ports),
+            config,
+            budget,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Answers `offer` for a viewer of `hub`'s stream and starts the session.
+    pub async fn create(self: &Arc<Self>, hub: Hub, offer: &str) -> Result<Created, WebRtcError> {
+        let stream_id = hub.stream_id().to_owned();
+        let params = hub
+            .camera_params()
+            .ok_or_else(|| WebRtcError::NotReady(stream_id.clone()))?;
+        let chosen = choose_codec(offer, &params)?;
+        let permit = self.budget.reserve()?;
+        let ssrc: u32 = rand::random();
+        let counts = Arc::new(FeedbackCounts::default());
+        let peer = peer::open(
+            &self.config,
+            &self.ports,
+            &chosen,
+            &stream_id,
+            ssrc,
+            &counts,
+        )
+        .await?;
+        let pc = peer.pc.clone();
+        let answer = match negotiate(&pc, offer, &peer.gathered).await {
+            Ok(answer) => rewrite_fmtp(&answer, chosen.payload_type, &chosen.answer_fmtp),
+            Err(e) => {
+                let _ = pc.close().await;
+                return Err(e);
+            }
+        };
+        let id = format!("{:032x}", rand::random::<u128>());
+        let live = Arc::new(Mutex::new(LiveState::new(Instant::now())));
+        let entry = Arc::new(SessionEntry {
+            id: id.clone(),
+            stream_id,
+            created: SystemTime::now(),
+            codec: format!("{} {}", chosen.mime_type, chosen.answer_fmtp),
+            remote_ufrag: ice_ufrag(offer),
+            pc,
+            live: live.clone(),
+            counts,
+            stop: CancellationToken::new(),
+            finished: CancellationToken::new(),
+        });
+        self.sessions.lock().insert(id.clone(), entry.clone());
+        let task = SessionTask {
+            service: self.clone(),
+            session_id: id.clone(),
+            hub,
+            peer,
+            payload_type: chosen.payload_type,
+            ssrc,
+            live,
+            stop: entry.stop.clone(),
+            finished: entry.finished.clone(),
+            permit,
+        };
+        tokio::spawn(task.run());
+        Ok(Created {
+            session_id: id,
+            answer,
+        })
+    }
+
+    /// Adds the viewer's trickled candidates (WHEP `PATCH`).
+    pub async fn trickle(
+        &self,
+        session_id: &str,
+        frag: TrickleFragment,
+    ) -> Result<(), WebRtcError> {
+        let entry = self.entry(session_id)?;
+        if let (Some(given), Some(known)) = (&frag.ice_ufrag, &entry.remote_ufrag) {
+            if given != known {
+                return Err(WebRtcError::IceRestart);
+            }
+        }
+        for c in frag.candidates {
+            let init = RTCIceCandidateInit {
+                candidate: c.candidate,
+                sdp_mid: c.mid,
+                sdp_mline_index: Some(c.mline_index),
+                username_fragment: frag.ice_ufrag.clone(),
+                ..Default::default()
+            };
+            entry
+                .pc
+                .add_ice_candidate(init)
+                .await
+                .map_err(|e| WebRtcError::Refused(format!("candidate: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Ends a session and waits (briefly) until it has let go of everything.
+    pub async fn delete(&self, session_id: &str) -> Result<(), WebRtcError> {
+        let entry = self.entry(session_id)?;
+        entry.stop.cancel();
+        let _ = tokio::time::timeout(CLOSE_WAIT, entry.finished.cancelled()).await;
+        Ok(())
+    }
+
+    /// The sessions watching `stream_id`, oldest first.
+    pub fn list(&self, stream_id: &str) -> Vec<WebRtcSessionView> {
+        let mut entries: Vec<Arc<SessionEntry>> = self
+            .sessions
+            .lock()
+            .values()
+            .filter(|e| e.stream_id == stream_id)
+            .cloned()
+            .collect();
+        entries.sort_by_key(|e| e.created);
+        entries.iter().map(|e| view(e)).collect()
+    }
+
+    /// Counters of one session: ours, and the WebRTC stack's (RTCP receiver reports included).
+    pub async fn stats(&self, session_id: &str) -> Result<WebRtcSessionStats, WebRtcError> {
+        let entry = self.entry(session_id)?;
+        let report = entry
+            .pc
+            .get_stats(Instant::now(), StatsSelector::None)
+            .await;
+        let mut stats = WebRtcSessionStats {
+            session: view(&entry),
+            packets_sent: 0,
+            bytes_sent: 0,
+            retransmitted_packets_sent: 0,
+            nack_count: 0,
+            pli_count: 0,
+            fir_count: 0,
+            packets_lost: 0,
+            fraction_lost: 0.0,
+            jitter_ms: None,
+            rtt_ms: None,
+            frames_sent: 0,
+            keyframe_requests_answered: 0,
+            time_to_first_frame_ms: None,
+        };
+        for out in report.outbound_rtp_streams() {
+            stats.packets_sent += out.sent_rtp_stream_stats.packets_sent;
+            stats.bytes_sent += out.sent_rtp_stream_stats.bytes_sent;
+        }
+        let c = &entry.counts;
+        stats.retransmitted_packets_sent = c.retransmitted_packets.load(Ordering::Relaxed);
+        stats.nack_count = c.nacks.load(Ordering::Relaxed);
+        stats.pli_count = c.plis.load(Ordering::Relaxed);
+        stats.fir_count = c.firs.load(Ordering::Relaxed);
+        for entry in report.iter() {
+            if let webrtc::peer_connection::RTCStatsReportEntry::RemoteInboundRtp(r) = entry {
+                let received = &r.received_rtp_stream_stats;
+                stats.packets_lost += received.packets_lost;
+                stats.fraction_lost = r.fraction_lost;
+                stats.jitter_ms = Some(received.jitter * 1000.0);
+                if r.round_trip_time_measurements > 0 {
+                    stats.rtt_ms = Some(r.round_trip_time * 1000.0);
+                }
+            }
+        }
+        let live = entry.live.lock();
+        stats.frames_sent = live.frames_sent;
+        stats.keyframe_requests_answered = live.keyframe_requests_answered;
+        stats.time_to_first_frame_ms = live.time_to_first_frame.map(|d| d.as_secs_f64() * 1000.0);
+        Ok(stats)
+    }
+
+    /// Open WebRTC sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    /// Ends every session (gateway shutdown).
+    pub async fn close_all(&self) {
+        let entries: Vec<Arc<SessionEntry>> = self.sessions.lock().values().cloned().collect();
+        for e in &entries {
+            e.stop.cancel();
+        }
+        for e in entries {
+            let _ = tokio::time::timeout(CLOSE_WAIT, e.finished.cancelled()).await;
+        }
+    }
+
+    fn entry(&self, session_id: &str) -> Result<Arc<SessionEntry>, WebRtcError> {
+        self.sessions
+            .lock()
+            .get(session_id)
+            .cloned()
+            .ok_or_else(|| WebRtcError::SessionNotFound(session_id.to_owned()))
+    }
+
+    /// Called by a session's task as it ends.
+    fn forget(&self, session_id: &str) {
+        self.sessions.lock().remove(session_id);
+    }
+}
+
+/// Offer in, answer (with every local candidate) out.
+async fn negotiate(
+    pc: &Arc<dyn PeerConnection>,
+    offer: &str,
+    gathered: &tokio::sync::Notify,
+) -> Result<String, WebRtcError> {
+    let offer = RTCSessionDescription::offer(offer.to_owned())
+        .map_err(|e| WebRtcError::Refused(e.to_string()))?;
+    pc.set_remote_description(offer)
+        .await
+        .map_err(|e| WebRtcError::Refused(e.to_string()))?;
+    let answer = pc
+        .create_answer(None)
+        .await
+        .map_err(|e| WebRtcError::Refused(e.to_string()))?;
+    pc.set_local_description(answer)
+        .await
+        .map_err(|e| WebRtcError::Internal(format!("set_local_description: {e}")))?;
+    // Host candidates come at once; a configured STUN or TURN server may take longer, and an answer without its
+    // candidates would still work with trickle, so don't wait forever.
+    let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.notified()).await;
+    pc.local_description()
+        .await
+        .map(|d| d.sdp)
+        .ok_or_else(|| WebRtcError::Internal("no local description after negotiation".into()))
+}
+
+/// The offer's session-level or first `a=ice-ufrag`.
+fn ice_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:"))
+        .map(str::to_owned)
+}
+
+fn view(e: &SessionEntry) -> WebRtcSessionView {
+    let live = e.live.lock();
+    WebRtcSessionView {
+        session_id: e.id.clone(),
+        source_id: e.stream_id.clone(),
+        state: live.state.to_owned(),
+        codec: e.codec.clone(),
+        created_unix_ms: e
+            .created
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        location: format!("/sessions/{}", e.id),
+    }
+}

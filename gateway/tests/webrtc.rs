@@ -1,0 +1,693 @@
+//! WebRTC viewers against the real gateway and RTSP fixture, with a real WebRTC peer (the `webrtc` crate, as the
+//! gateway uses) on loopback: what arrives depacketizes and decodes with GStreamer, a PLI brings a keyframe, a
+//! NACK brings the packet again, the API's errors are the documented ones, and 50 sessions opened and closed leave
+//! nothing behind.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gateway::Gateway;
+use rtc::interceptor::Registry;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::shared::marshal::Marshal;
+use serde_json::{json, Value};
+use testdata::decode::{decode_rtp, DecodeCodec};
+use testdata::{FixtureCodec, FixtureOptions, RtspFixture};
+use tokio::sync::{mpsc, Notify};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
+    RTCSessionDescription, SettingEngineBuilder,
+};
+
+/// H.264 formats a browser offers: (payload type, profile-level-id).
+const BROWSER_H264: &[(u8, &str)] = &[
+    (102, "42001f"),
+    (108, "42e01f"),
+    (116, "4d001f"),
+    (118, "640032"),
+];
+
+struct Events {
+    gathered: Arc<Notify>,
+    connected: Arc<Notify>,
+    track: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Events {
+    async fn on_ice_gathering_state_change(&self, s: RTCIceGatheringState) {
+        if s == RTCIceGatheringState::Complete {
+            self.gathered.notify_one();
+        }
+    }
+    async fn on_connection_state_change(&self, s: RTCPeerConnectionState) {
+        if s == RTCPeerConnectionState::Connected {
+            self.connected.notify_one();
+        }
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.track.send(track);
+    }
+}
+
+/// A receive-only WebRTC peer standing in for a browser.
+struct Viewer {
+    pc: Arc<dyn PeerConnection>,
+    connected: Arc<Notify>,
+    tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
+    offer: String,
+}
+
+impl Viewer {
+    async fn new(h264: &[(u8, &str)]) -> Viewer {
+        let mut engine = MediaEngine::default();
+        for (pt, profile) in h264 {
+            engine
+                .register_codec(
+                    RTCRtpCodecParameters {
+                        rtp_codec: RTCRtpCodec {
+                            mime_type: "video/H264".into(),
+                            clock_rate: 90_000,
+                            channels: 0,
+                            sdp_fmtp_line: format!(
+                                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"
+                            ),
+                            rtcp_feedback: vec![],
+                        },
+                        payload_type: *pt,
+                        ..Default::default()
+                    },
+                    RtpCodecKind::Video,
+                )
+                .unwrap();
+        }
+        let registry = register_default_interceptors(Registry::new(), &mut engine).unwrap();
+        let gathered = Arc::new(Notify::new());
+        let connected = Arc::new(Notify::new());
+        let (track_tx, tracks) = mpsc::unbounded_channel();
+        let pc: Arc<dyn PeerConnection> = Arc::new(
+            PeerConnectionBuilder::new()
+                .with_media_engine(engine)
+                .with_interceptor_registry(registry)
+                // The test asks for packets it already has: the replay window would drop the retransmission.
+                .with_setting_engine(
+                    SettingEngineBuilder::new()
+                        .with_srtp_replay_protection_window(0)
+                        .build(),
+                )
+                .with_handler(Arc::new(Events {
+                    gathered: gathered.clone(),
+                    connected: connected.clone(),
+                    track: track_tx,
+                }))
+                .with_udp_addrs(vec!["127.0.0.1:0"])
+                .build()
+                .await
+                .unwrap(),
+        );
+        pc.add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+        let offer = pc.create_offer(None).await.unwrap();
+        pc.set_local_description(offer).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), gathered.notified())
+            .await
+            .expect("ICE gathering completes");
+        let offer = pc.local_description().await.unwrap().sdp;
+        Viewer {
+            pc,
+            connected,
+            tracks,
+            offer,
+        }
+    }
+
+    /// Applies the gateway's answer and waits for the connection and its track.
+    async fn answer(&mut self, answer: String) -> Arc<dyn TrackRemote> {
+        self.pc
+            .set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.connected.notified())
+            .await
+            .expect("connected");
+        tokio::time::timeout(Duration::from_secs(10), self.tracks.recv())
+            .await
+            .expect("a track")
+            .unwrap()
+    }
+}
+
+/// Spawns a reader of `track`'s RTP packets.
+fn read_packets(track: Arc<dyn TrackRemote>) -> mpsc::UnboundedReceiver<rtp::Packet> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(ev) = track.poll().await {
+            if let TrackRemoteEvent::OnRtpPacket(p) = ev {
+                if tx.send(p).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Packets received within `within`.
+async fn collect(
+    rx: &mut mpsc::UnboundedReceiver<rtp::Packet>,
+    within: Duration,
+) -> Vec<rtp::Packet> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut out = Vec::new();
+    while let Ok(Some(p)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        out.push(p);
+    }
+    out
+}
+
+/// An IDR slice or SPS starts in this packet (single NAL, STAP-A or the first FU-A fragment).
+fn starts_keyframe(p: &rtp::Packet) -> bool {
+    let Some(&first) = p.payload.first() else {
+        return false;
+    };
+    match first & 0x1f {
+        5 | 7 => true,
+        24 => p.payload.get(3).is_some_and(|b| matches!(b & 0x1f, 5 | 7)),
+        28 => p
+            .payload
+            .get(1)
+            .is_some_and(|b| b & 0x80 != 0 && b & 0x1f == 5),
+        _ => false,
+    }
+}
+
+async fn camera(
+    gop: u32,
+    profile: Option<&'static str>,
+) -> (RtspFixture, Gateway, tempfile::TempDir) {
+    common::gateway_with_camera(FixtureOptions {
+        codec: FixtureCodec::H264,
+        gop,
+        h264_profile: profile,
+        bitrate_kbps: 800,
+        ..Default::default()
+    })
+    .await
+}
+
+/// An HTTP client that keeps no idle connection, so connections don't count as resources a session left behind.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+async fn create_json(gw: &Gateway, stream: &str, offer: &str) -> reqwest::Response {
+    http()
+        .post(format!("{}/streams/{stream}/webrtc", gw.base_url()))
+        .json(&json!({ "offer": offer }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn stats(gw: &Gateway, session: &str) -> Value {
+    http()
+        .get(format!("{}/sessions/{session}/stats", gw.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrtc_viewer_decodes_and_pli_brings_a_keyframe() {
+    // A 10 s GOP, so a keyframe soon after a PLI is the PLI's answer, not the camera's schedule.
+    let (_fixture, gw, _dir) = camera(250, Some("constrained-baseline")).await;
+    let mut viewer = Viewer::new(BROWSER_H264).await;
+    let resp = create_json(&gw, "cam", &viewer.offer).await;
+    assert_eq!(resp.status(), 201);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = resp.json().await.unwrap();
+    let session = body["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/sessions/{session}"));
+    let answer = body["answer"].as_str().unwrap().to_owned();
+    assert!(
+        answer.contains(
+            "a=fmtp:108 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42c0"
+        ),
+        "the answer names the camera's real profile on the matching payload type:\n{answer}"
+    );
+    let track = viewer.answer(answer).await;
+    let mut rx = read_packets(track.clone());
+
+    // Live: starts from the GOP cache, so the first packet opens a keyframe; everything decodes.
+    let packets = collect(&mut rx, Duration::from_secs(3)).await;
+    assert!(packets.len() > 50, "{} packets", packets.len());
+    assert!(
+        starts_keyframe(&packets[0]),
+        "first packet starts a keyframe"
+    );
+    assert!(packets.iter().all(|p| p.header.payload_type == 108));
+    let wire: Vec<Vec<u8>> = packets
+        .iter()
+        .map(|p| p.marshal().unwrap().to_vec())
+        .collect();
+    let (frames, w, h) = decode_rtp(DecodeCodec::H264, &wire).expect("decodes");
+    assert!(frames >= 50, "{frames} frames decoded");
+    assert_eq!((w, h), (320, 240));
+    let ssrc = packets[0].header.ssrc;
+
+    // PLI: a keyframe comes back at once, far before the camera's next one.
+    let asked = Instant::now();
+    track
+        .write_rtcp(vec![Box::new(PictureLossIndication {
+            sender_ssrc: 1,
+            media_ssrc: ssrc,
+        })])
+        .await
+        .unwrap();
+    let after = collect(&mut rx, Duration::from_millis(1500)).await;
+    let key_at = after.iter().position(starts_keyframe);
+    assert!(
+        key_at.is_some(),
+        "a keyframe within 1.5 s of the PLI ({:?})",
+        asked.elapsed()
+    );
+    let s = stats(&gw, &session).await;
+    assert!(
+        s["keyframe_requests_answered"].as_u64().unwrap() >= 1,
+        "{s}"
+    );
+    // Sequence numbers stay continuous across the restart from the GOP cache: no gap, no jump (arrival order
+    // may differ from sending order).
+    let first = packets.last().unwrap().header.sequence_number;
+    let mut offsets: Vec<u16> = after
+        .iter()
+        .map(|p| p.header.sequence_number.wrapping_sub(first))
+        .collect();
+    offsets.sort_unstable();
+    assert_eq!(
+        offsets[0], 1,
+        "continues right after the last packet before the PLI"
+    );
+    assert!(
+        offsets.windows(2).all(|w| w[1] == w[0] + 1),
+        "continuous: {offsets:?}"
+    );
+
+    let s = stats(&gw, &session).await;
+    assert_eq!(s["pli_count"], 1, "{s}");
+    assert!(s["packets_sent"].as_u64().unwrap() > 50, "{s}");
+    assert!(s["time_to_first_frame_ms"].as_f64().unwrap() > 0.0, "{s}");
+    assert_eq!(s["session"]["state"], "connected");
+
+    // Listed under its stream; DELETE ends it.
+    let list: Value = reqwest::get(format!("{}/streams/cam/webrtc", gw.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["session_id"], session.as_str());
+    let r = reqwest::Client::new()
+        .delete(format!("{}{location}", gw.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(gw.webrtc().session_count(), 0);
+    let _ = viewer.pc.close().await;
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whep_offer_trickle_and_delete() {
+    let (_fixture, gw, _dir) = camera(25, Some("constrained-baseline")).await;
+    let http = reqwest::Client::new();
+    let mut viewer = Viewer::new(BROWSER_H264).await;
+    let r = http
+        .post(format!("{}/streams/cam/whep", gw.base_url()))
+        .header("content-type", "application/sdp")
+        .body(viewer.offer.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["content-type"], "application/sdp");
+    let location = format!(
+        "{}{}",
+        gw.base_url(),
+        r.headers()["location"].to_str().unwrap()
+    );
+    let answer = r.text().await.unwrap();
+    assert!(
+        answer.contains("a=candidate:"),
+        "the answer carries the gateway's candidates"
+    );
+
+    // Trickle: the viewer's own candidates, with its ufrag, are taken; another ufrag is an ICE restart.
+    let ufrag = viewer
+        .offer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let candidates: String = viewer
+        .offer
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .map(|l| format!("{}\r\n", l.trim_end()))
+        .collect();
+    assert!(!candidates.is_empty());
+    let frag = |ufrag: &str| {
+        format!("a=ice-ufrag:{ufrag}\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n{candidates}a=end-of-candidates\r\n")
+    };
+    let patch = |body: String, ctype: &'static str| {
+        http.patch(&location)
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        patch(frag(&ufrag), "application/trickle-ice-sdpfrag")
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let r = patch(frag("someoneelse"), "application/trickle-ice-sdpfrag")
+        .await
+        .unwrap();
+    common::assert_error(r, 422, "unprocessable").await;
+    let r = patch(frag(&ufrag), "text/plain").await.unwrap();
+    common::assert_error(r, 415, "unsupported_media_type").await;
+    let r = patch("garbage".into(), "application/trickle-ice-sdpfrag")
+        .await
+        .unwrap();
+    common::assert_error(r, 400, "bad_request").await;
+
+    let track = viewer.answer(answer).await;
+    let mut rx = read_packets(track);
+    let packets = collect(&mut rx, Duration::from_secs(2)).await;
+    let wire: Vec<Vec<u8>> = packets
+        .iter()
+        .map(|p| p.marshal().unwrap().to_vec())
+        .collect();
+    let (frames, _, _) = decode_rtp(DecodeCodec::H264, &wire).expect("decodes");
+    assert!(frames >= 25, "{frames} frames");
+
+    assert_eq!(http.delete(&location).send().await.unwrap().status(), 204);
+    let r = http.delete(&location).send().await.unwrap();
+    common::assert_error(r, 404, "not_found").await;
+    let r = patch(frag(&ufrag), "application/trickle-ice-sdpfrag")
+        .await
+        .unwrap();
+    common::assert_error(r, 404, "not_found").await;
+    let _ = viewer.pc.close().await;
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_the_gateway_cannot_serve_get_typed_errors() {
+    // A High profile camera; this viewer offers Constrained Baseline only.
+    let (_fixture, gw, _dir) = camera(25, Some("high")).await;
+    let http = reqwest::Client::new();
+    let viewer = Viewer::new(&[(108, "42e01f")]).await;
+    let r = create_json(&gw, "cam", &viewer.offer).await;
+    let msg = common::assert_error(r, 406, "no_common_codec").await;
+    assert!(msg.contains("the stream sends H.264 High"), "{msg}");
+    assert!(
+        msg.contains("the offer accepts H264 (Constrained Baseline, packetization-mode 1)"),
+        "{msg}"
+    );
+
+    let r = create_json(&gw, "nope", &viewer.offer).await;
+    common::assert_error(r, 404, "not_found").await;
+    let r = create_json(&gw, "cam", "v=0\r\nthis is not sdp").await;
+    common::assert_error(r, 400, "bad_request").await;
+    let whep = format!("{}/streams/cam/whep", gw.base_url());
+    let r = http
+        .post(&whep)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    common::assert_error(r, 415, "unsupported_media_type").await;
+    let r = http
+        .post(&whep)
+        .header("content-type", "application/sdp")
+        .body("v=0\r\n".repeat(20_000))
+        .send()
+        .await
+        .unwrap();
+    common::assert_error(r, 413, "payload_too_large").await;
+    let r = reqwest::get(format!("{}/sessions/0123/stats", gw.base_url()))
+        .await
+        .unwrap();
+    common::assert_error(r, 404, "not_found").await;
+
+    // A stream that has not delivered a picture: its codec is unknown, so come back later.
+    let r = http
+        .post(format!("{}/streams", gw.base_url()))
+        .json(&common::dead_rtsp_stream("dead"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = create_json(&gw, "dead", &viewer.offer).await;
+    assert_eq!(r.headers()["retry-after"], "2");
+    common::assert_error(r, 503, "stream_not_ready").await;
+
+    // None of it left a session behind or broke the gateway.
+    assert_eq!(gw.webrtc().session_count(), 0);
+    assert_eq!(gw.viewers().open(), 0);
+    let ok = Viewer::new(BROWSER_H264).await;
+    assert_eq!(create_json(&gw, "cam", &ok.offer).await.status(), 201);
+    let _ = viewer.pc.close().await;
+    let _ = ok.pc.close().await;
+    gw.shutdown().await.unwrap();
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Opens a session for a new viewer and waits until media flows.
+async fn connected_session(gw: &Gateway) -> (Viewer, String, mpsc::UnboundedReceiver<rtp::Packet>) {
+    let mut viewer = Viewer::new(BROWSER_H264).await;
+    let body: Value = create_json(gw, "cam", &viewer.offer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let session = body["session_id"].as_str().expect("session id").to_owned();
+    let track = viewer
+        .answer(body["answer"].as_str().unwrap().to_owned())
+        .await;
+    let mut rx = read_packets(track);
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("media flows")
+        .unwrap();
+    (viewer, session, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_sessions_created_and_deleted_leave_nothing_behind() {
+    let (_fixture, gw, _dir) = camera(25, Some("constrained-baseline")).await;
+    let hub = gw.registry().hub("cam").unwrap();
+    let http = http();
+    // One full cycle first, so lazily created process-wide resources are in the baseline.
+    let (v, s, _) = connected_session(&gw).await;
+    assert_eq!(
+        http.delete(format!("{}/sessions/{s}", gw.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let _ = v.pc.close().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    let fds = open_fds();
+
+    // A viewer that never answers: removed by the connect timeout.
+    let silent = Viewer::new(BROWSER_H264).await;
+    assert_eq!(create_json(&gw, "cam", &silent.offer).await.status(), 201);
+    let _ = silent.pc.close().await;
+
+    let mut sessions = HashSet::new();
+    for _batch in 0..5 {
+        let mut viewers = Vec::new();
+        let mut joins = Vec::new();
+        for _ in 0..10 {
+            joins.push(connected_session(&gw));
+        }
+        for (v, s, rx) in futures::future::join_all(joins).await {
+            sessions.insert(s.clone());
+            viewers.push((v, s, rx));
+        }
+        assert_eq!(hub.subscriber_count(), 10);
+        for (v, s, _) in viewers {
+            let r = http
+                .delete(format!("{}/sessions/{s}", gw.base_url()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 204);
+            let _ = v.pc.close().await;
+        }
+    }
+    assert_eq!(sessions.len(), 50, "50 distinct sessions");
+
+    // Everything comes back: sessions, hub subscribers, the viewer budget, tasks, sockets.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        let now = (
+            gw.webrtc().session_count(),
+            hub.subscriber_count(),
+            gw.viewers().open(),
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks(),
+            open_fds(),
+        );
+        if now.0 == 0 && now.1 == 0 && now.2 == 0 && now.3 <= tasks && now.4 <= fds {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left behind (sessions, subscribers, budget, tasks, fds): {now:?}; baseline tasks {tasks}, fds {fds}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    gw.shutdown().await.unwrap();
+}
+
+/// A UDP relay between a viewer and the gateway that loses the `drop_nth` media datagram from the gateway, and
+/// says which RTP sequence number it carried (the SRTP header is in the clear).
+struct LossyRelay {
+    addr: std::net::SocketAddr,
+    dropped: tokio::sync::oneshot::Receiver<u16>,
+}
+
+async fn lossy_relay(gateway: std::net::SocketAddr, drop_nth: usize) -> LossyRelay {
+    let viewer_side = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let gateway_side = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = viewer_side.local_addr().unwrap();
+    let (viewer_tx, mut viewer_rx) = mpsc::unbounded_channel::<std::net::SocketAddr>();
+    let (a, b) = (viewer_side.clone(), gateway_side.clone());
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, from)) = a.recv_from(&mut buf).await {
+            let _ = viewer_tx.send(from);
+            let _ = b.send_to(&buf[..n], gateway).await;
+        }
+    });
+    let (dropped_tx, dropped) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut dropped_tx = Some(dropped_tx);
+        let mut viewer = None;
+        let mut media = 0;
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, _)) = gateway_side.recv_from(&mut buf).await {
+            while let Ok(v) = viewer_rx.try_recv() {
+                viewer = Some(v);
+            }
+            // SRTP: RTP version 2, a payload type that is not RTCP (RFC 5761 demultiplexing).
+            let is_media = n > 200 && buf[0] >> 6 == 2 && !(192..=223).contains(&buf[1]);
+            if is_media {
+                media += 1;
+                if media == drop_nth {
+                    if let Some(tx) = dropped_tx.take() {
+                        let _ = tx.send(u16::from_be_bytes([buf[2], buf[3]]));
+                    }
+                    continue;
+                }
+            }
+            if let Some(v) = viewer {
+                let _ = viewer_side.send_to(&buf[..n], v).await;
+            }
+        }
+    });
+    LossyRelay { addr, dropped }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_packet_is_nacked_and_retransmitted() {
+    let (_fixture, gw, _dir) = camera(25, Some("constrained-baseline")).await;
+    let mut viewer = Viewer::new(BROWSER_H264).await;
+    let body: Value = create_json(&gw, "cam", &viewer.offer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let session = body["session_id"].as_str().unwrap().to_owned();
+    let answer = body["answer"].as_str().unwrap();
+    // The viewer reaches the gateway only through the relay: its loopback candidate is swapped for the relay's.
+    let loopback = answer
+        .lines()
+        .find(|l| l.starts_with("a=candidate:") && l.contains(" 127.0.0.1 "))
+        .expect("a loopback candidate");
+    let port: u16 = loopback.split_whitespace().nth(5).unwrap().parse().unwrap();
+    let mut relay = lossy_relay(([127, 0, 0, 1], port).into(), 100).await;
+    let answer: String = answer
+        .lines()
+        .filter(|l| !l.starts_with("a=candidate:"))
+        .map(|l| {
+            if l == "a=end-of-candidates" {
+                format!(
+                    "a=candidate:1 1 udp 2130706431 127.0.0.1 {} typ host\r\n{l}\r\n",
+                    relay.addr.port()
+                )
+            } else {
+                format!("{l}\r\n")
+            }
+        })
+        .collect();
+    let track = viewer.answer(answer).await;
+    let mut rx = read_packets(track);
+    let lost = tokio::time::timeout(Duration::from_secs(10), &mut relay.dropped)
+        .await
+        .expect("the relay dropped a packet")
+        .unwrap();
+    // The viewer's NACK generator asks for it; the gateway sends it again; it arrives after all.
+    let packets = collect(&mut rx, Duration::from_secs(2)).await;
+    assert!(
+        packets.iter().any(|p| p.header.sequence_number == lost),
+        "packet {lost} was lost on the way and repaired"
+    );
+    let s = stats(&gw, &session).await;
+    assert!(s["nack_count"].as_u64().unwrap() >= 1, "{s}");
+    assert!(
+        s["retransmitted_packets_sent"].as_u64().unwrap() >= 1,
+        "{s}"
+    );
+    let _ = viewer.pc.close().await;
+    gw.shutdown().await.unwrap();
+}

@@ -1,0 +1,76 @@
+// A WHEP client (IETF WebRTC-HTTP Egress Protocol) for one RTCPeerConnection: POSTs the offer, applies the
+// answer, trickles this browser's ICE candidates with PATCH on the session resource, DELETEs it on stop.
+// Reusable by any page that plays a stream; it knows nothing about the page.
+
+export class WhepSession {
+  constructor(endpoint) {
+    this.endpoint = endpoint;
+    this.location = null;
+    this.pending = [];
+    this.pc = null;
+  }
+
+  // Starts playing into the returned RTCPeerConnection; `ontrack` gets the remote MediaStream.
+  async start(ontrack) {
+    const pc = new RTCPeerConnection();
+    this.pc = pc;
+    pc.addTransceiver("video", { direction: "recvonly" });
+    pc.ontrack = (ev) => ontrack(ev.streams[0] || new MediaStream([ev.track]));
+    pc.onicecandidate = (ev) => this.trickle(ev.candidate);
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    const resp = await fetch(this.endpoint, {
+      method: "POST",
+      headers: { "content-type": "application/sdp" },
+      body: offer.sdp,
+    });
+    const text = await resp.text();
+    if (resp.status !== 201) {
+      let msg = `${resp.status} ${resp.statusText}`;
+      try { msg = JSON.parse(text).message || msg; } catch { /* not JSON */ }
+      throw new Error(msg);
+    }
+    this.location = new URL(resp.headers.get("location"), this.endpoint).toString();
+    await pc.setRemoteDescription({ type: "answer", sdp: text });
+    this.flush();
+    return pc;
+  }
+
+  // Candidates gathered before the session resource exists are sent together once it does.
+  trickle(candidate) {
+    this.pending.push(candidate);
+    if (this.location) this.flush();
+  }
+
+  async flush() {
+    if (!this.pending.length || !this.location) return;
+    const batch = this.pending.splice(0);
+    const local = this.pc.localDescription.sdp;
+    const ufrag = /a=ice-ufrag:(.*)/.exec(local);
+    const pwd = /a=ice-pwd:(.*)/.exec(local);
+    let frag = "";
+    if (ufrag) frag += `a=ice-ufrag:${ufrag[1].trim()}\r\n`;
+    if (pwd) frag += `a=ice-pwd:${pwd[1].trim()}\r\n`;
+    frag += "m=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n";
+    for (const c of batch) {
+      frag += c ? `a=${c.candidate}\r\n` : "a=end-of-candidates\r\n";
+    }
+    try {
+      await fetch(this.location, {
+        method: "PATCH",
+        headers: { "content-type": "application/trickle-ice-sdpfrag" },
+        body: frag,
+      });
+    } catch { /* candidates are a help, not a must: the answer's and peer-reflexive ones suffice here */ }
+  }
+
+  async stop() {
+    if (this.pc) this.pc.close();
+    this.pc = null;
+    if (this.location) {
+      const loc = this.location;
+      this.location = null;
+      await fetch(loc, { method: "DELETE" }).catch(() => {});
+    }
+  }
+}
