@@ -83,7 +83,6 @@ impl Viewer {
                             rtcp_feedback: vec![],
                         },
                         payload_type: *pt,
-                        ..Default::default()
                     },
                     RtpCodecKind::Video,
                 )

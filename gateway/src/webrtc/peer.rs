@@ -110,7 +110,6 @@ fn media(
             RTCRtpCodecParameters {
                 rtp_codec: codec(chosen),
                 payload_type: chosen.payload_type,
-                ..Default::default()
             },
             RtpCodecKind::Video,
         )

@@ -1,0 +1,186 @@
+//! The browser as the user: headless Chromium (driven over ChromeDriver's W3C WebDriver API) opens the live view
+//! page against the gateway and the RTSP fixture, plays the stream over WHEP, and its own `getStats()` shows
+//! frames decoded rising past 50 without a freeze. Leaving the page ends the gateway's session.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use testdata::{FixtureCodec, FixtureOptions};
+
+/// A ChromeDriver process, killed on drop.
+struct Driver {
+    child: Child,
+    base: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_driver() -> Driver {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver runs (scripts/setup.sh installs chromium-driver)");
+    let driver = Driver {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        _profile: tempfile::tempdir().unwrap(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reqwest::get(format!("{}/status", driver.base))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    driver
+}
+
+/// One WebDriver command; the `value` of its answer.
+async fn command(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Value,
+) -> Value {
+    let resp = http.request(method, url).json(&body).send().await.unwrap();
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap();
+    assert!(status.is_success(), "WebDriver: {status} {v}");
+    v["value"].clone()
+}
+
+/// What the page's connection reports, from inside the page.
+const STATS_SCRIPT: &str = "
+    const p = window.gatewayPlayer;
+    if (!p) return { error: 'no player on the page' };
+    if (!p.pc) return { waiting: true, error: p.error };
+    const r = await p.pc.getStats();
+    let v = null;
+    r.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') v = s; });
+    const rows = document.querySelectorAll('#stats tr').length;
+    return { state: p.pc.connectionState, frames: v ? (v.framesDecoded || 0) : 0,
+             freezes: v ? (v.freezeCount || 0) : 0, width: v ? v.frameWidth : 0, rows, error: p.error };
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_plays_the_live_view_page() {
+    let (_fixture, gw, _dir) = common::gateway_with_camera(FixtureOptions {
+        codec: FixtureCodec::H264,
+        width: 640,
+        height: 360,
+        bitrate_kbps: 1000,
+        ..Default::default()
+    })
+    .await;
+    let driver = start_driver().await;
+    let http = reqwest::Client::new();
+    let caps = json!({"capabilities": {"alwaysMatch": {
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--autoplay-policy=no-user-gesture-required",
+                     format!("--user-data-dir={}", driver._profile.path().display())]
+        }
+    }}});
+    let session = command(
+        &http,
+        reqwest::Method::POST,
+        format!("{}/session", driver.base),
+        caps,
+    )
+    .await;
+    let sid = session["sessionId"].as_str().unwrap().to_owned();
+    let wd = |path: &str| format!("{}/session/{sid}{path}", driver.base);
+    let page = format!("{}/debug/webrtc-client?stream=cam", gw.base_url());
+    command(
+        &http,
+        reqwest::Method::POST,
+        wd("/url"),
+        json!({ "url": page }),
+    )
+    .await;
+
+    // Sample every 500 ms: once frames come, each sample must show new ones, and none may count a freeze.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = 0u64;
+    let mut samples = Vec::new();
+    loop {
+        let s = command(
+            &http,
+            reqwest::Method::POST,
+            wd("/execute/sync"),
+            json!({ "script": STATS_SCRIPT, "args": [] }),
+        )
+        .await;
+        assert!(s["error"].is_null(), "the page shows an error: {s}");
+        if s["waiting"] == true {
+            assert!(Instant::now() < deadline, "the page never started playing");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let frames = s["frames"].as_u64().unwrap_or(0);
+        samples.push(frames);
+        if last > 0 {
+            assert!(
+                frames > last,
+                "no new frame in 500 ms (a freeze): {samples:?}"
+            );
+        }
+        assert_eq!(s["freezes"], 0, "Chromium counted a freeze: {s}");
+        if frames > 50 {
+            assert_eq!(s["width"], 640, "{s}");
+            assert!(
+                s["rows"].as_u64().unwrap() >= 8,
+                "the stats table is filled: {s}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "frames decoded never passed 50: {samples:?}, last {s}"
+        );
+        last = frames;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(gw.webrtc().session_count(), 1);
+
+    // Leaving the page ends the session (the page DELETEs it; the connection closing would too).
+    command(
+        &http,
+        reqwest::Method::POST,
+        wd("/url"),
+        json!({ "url": "about:blank" }),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while gw.webrtc().session_count() > 0 {
+        assert!(Instant::now() < deadline, "the session outlived the page");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    command(&http, reqwest::Method::DELETE, wd(""), json!({})).await;
+    gw.shutdown().await.unwrap();
+}
