@@ -11,11 +11,16 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::load()?;
+    let demo = config.demo;
     let gateway = Gateway::start(config).await?;
     let base = gateway.base_url();
     println!();
     println!("  camera gateway is up");
     println!("  debug page:  {base}/debug/");
+    println!(
+        "  live view:   {base}/debug/webrtc-client{}",
+        if demo { "?stream=demo" } else { "" }
+    );
     println!("  Swagger UI:  {base}/swagger-ui/");
     println!("  OpenAPI:     {base}/api-docs/openapi.json");
     println!();
