@@ -221,7 +221,8 @@ async fn list_webrtc(
         description = "ICE credentials, m= and a=mid lines, a=candidate lines (RFC 8840)"),
     responses(
         (status = 204, description = "Candidates added"),
-        (status = 400, description = "Malformed fragment or candidate", body = ErrorBody),
+        (status = 400, description = "Malformed fragment (single candidates the ICE agent cannot use are skipped)",
+            body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/trickle-ice-sdpfrag", body = ErrorBody),
         (status = 422, description = "An ICE restart (new ufrag): not supported, start a new session",

@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 use publishers::webrtc::offer::{choose_codec, rewrite_fmtp, OfferError};
 use publishers::webrtc::trickle::{TrickleError, TrickleFragment};
 use tokio_util::sync::CancellationToken;
+use tracing::debug;
 use webrtc::peer_connection::{
     PeerConnection, RTCIceCandidateInit, RTCSessionDescription, StatsSelector,
 };
@@ -163,18 +164,21 @@ impl WebRtcService {
         })
     }
 
-    /// Adds the viewer's trickled candidates (WHEP `PATCH`).
+    /// Adds the viewer's trickled candidates (WHEP `PATCH`). A candidate the ICE agent can't use (an mDNS name it
+    /// can't resolve, say) is skipped, as RFC 8840 lets a receiver do: the answer's candidates and the
+    /// peer-reflexive ones learnt from the viewer's checks still connect. Returns how many were added.
     pub async fn trickle(
         &self,
         session_id: &str,
         frag: TrickleFragment,
-    ) -> Result<(), WebRtcError> {
+    ) -> Result<usize, WebRtcError> {
         let entry = self.entry(session_id)?;
         if let (Some(given), Some(known)) = (&frag.ice_ufrag, &entry.remote_ufrag) {
             if given != known {
                 return Err(WebRtcError::IceRestart);
             }
         }
+        let mut added = 0;
         for c in frag.candidates {
             let init = RTCIceCandidateInit {
                 candidate: c.candidate,
@@ -183,13 +187,12 @@ impl WebRtcService {
                 username_fragment: frag.ice_ufrag.clone(),
                 ..Default::default()
             };
-            entry
-                .pc
-                .add_ice_candidate(init)
-                .await
-                .map_err(|e| WebRtcError::Refused(format!("candidate: {e}")))?;
+            match entry.pc.add_ice_candidate(init).await {
+                Ok(()) => added += 1,
+                Err(e) => debug!(session = %session_id, error = %e, "trickled candidate skipped"),
+            }
         }
-        Ok(())
+        Ok(added)
     }
 
     /// Ends a session and waits (briefly) until it has let go of everything.
@@ -339,5 +342,17 @@ fn view(e: &SessionEntry) -> WebRtcSessionView {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
         location: format!("/sessions/{}", e.id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ice_ufrag;
+
+    #[test]
+    fn finds_the_offers_ufrag() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:EsAw\r\na=ice-pwd:x\r\n";
+        assert_eq!(ice_ufrag(sdp).as_deref(), Some("EsAw"));
+        assert_eq!(ice_ufrag("v=0\r\n"), None);
     }
 }

@@ -211,3 +211,30 @@ pub async fn open(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_go_round_the_range() {
+        let c = PortCursor::new(Some(PortRange {
+            first: 40000,
+            last: 40002,
+        }));
+        let got: Vec<u16> = (0..4).map(|_| c.take()).collect();
+        assert_eq!(got, vec![40000, 40001, 40002, 40000]);
+        assert_eq!(c.attempts(), 3);
+        let any = PortCursor::new(None);
+        assert_eq!((any.take(), any.attempts()), (0, 1));
+        let wide = PortCursor::new(Some(PortRange {
+            first: 1024,
+            last: 65535,
+        }));
+        assert_eq!(
+            wide.attempts(),
+            64,
+            "a full range is not scanned port by port"
+        );
+    }
+}
