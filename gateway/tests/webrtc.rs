@@ -315,6 +315,11 @@ async fn webrtc_viewer_decodes_and_pli_brings_a_keyframe() {
 
     let s = stats(&gw, &session).await;
     assert_eq!(s["pli_count"], 1, "{s}");
+    // The viewer's receiver reports: a round trip (loopback: well under 100 ms), no loss.
+    let rtt = s["rtt_ms"].as_f64().expect("an RTT from receiver reports");
+    assert!(rtt > 0.0 && rtt < 100.0, "{s}");
+    assert_eq!(s["packets_lost"], 0, "{s}");
+    assert!(s["jitter_ms"].as_f64().is_some(), "{s}");
     assert!(s["packets_sent"].as_u64().unwrap() > 50, "{s}");
     assert!(s["time_to_first_frame_ms"].as_f64().unwrap() > 0.0, "{s}");
     assert_eq!(s["session"]["state"], "connected");

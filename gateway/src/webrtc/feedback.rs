@@ -1,5 +1,6 @@
 //! An interceptor that watches a viewer's RTCP feedback and the retransmissions it causes, counts them for the
-//! session's statistics, and lets keyframe requests (PLI, FIR) through to the session.
+//! session's statistics (NACK, PLI, FIR; loss, jitter and round trip from receiver reports, matched against the
+//! sender reports it saw leave), and lets keyframe requests (PLI, FIR) through to the session.
 //!
 //! It sits just above the pacer slot, below the NACK responder: inbound RTCP reaches it before the responder and
 //! the report interceptors (which still see every packet, unchanged), and the responder's retransmissions pass it
@@ -11,9 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use publishers::SentReports;
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
@@ -31,11 +35,19 @@ pub struct FeedbackCounts {
     pub firs: AtomicU64,
     pub retransmitted_packets: AtomicU64,
     pub retransmitted_bytes: AtomicU64,
+    /// From the last receiver report: cumulative loss, fraction lost (of 256), jitter in RTP ticks.
+    pub reported_lost: AtomicU64,
+    pub reported_fraction: AtomicU64,
+    pub reported_jitter_ticks: AtomicU64,
+    /// Receiver reports seen, and the last round trip they measured in microseconds (0: none yet).
+    pub reports: AtomicU64,
+    pub rtt_us: AtomicU64,
 }
 
 /// See the module documentation.
 pub struct FeedbackTap {
     counts: Arc<FeedbackCounts>,
+    sender_reports: SentReports,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
 }
@@ -44,6 +56,7 @@ impl FeedbackTap {
     pub fn new(counts: Arc<FeedbackCounts>) -> FeedbackTap {
         FeedbackTap {
             counts,
+            sender_reports: SentReports::default(),
             read: VecDeque::new(),
             write: VecDeque::new(),
         }
@@ -83,6 +96,25 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
                     c.plis.fetch_add(1, Ordering::Relaxed);
                 } else if any.is::<FullIntraRequest>() {
                     c.firs.fetch_add(1, Ordering::Relaxed);
+                } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                    // The viewer receives one stream: its report blocks are about it.
+                    for block in &rr.reports {
+                        c.reports.fetch_add(1, Ordering::Relaxed);
+                        c.reported_lost
+                            .store(u64::from(block.total_lost), Ordering::Relaxed);
+                        c.reported_fraction
+                            .store(u64::from(block.fraction_lost), Ordering::Relaxed);
+                        c.reported_jitter_ticks
+                            .store(u64::from(block.jitter), Ordering::Relaxed);
+                        if let Some(rtt) = self.sender_reports.round_trip(
+                            block.last_sender_report,
+                            block.delay,
+                            msg.now,
+                        ) {
+                            c.rtt_us
+                                .store((rtt.as_micros() as u64).max(1), Ordering::Relaxed);
+                        }
+                    }
                 }
             }
             if has_keyframe_request(packets) {
@@ -98,6 +130,13 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
     }
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            for p in packets {
+                if let Some(sr) = p.as_any().downcast_ref::<SenderReport>() {
+                    self.sender_reports.sent(sr.ntp_time, msg.now);
+                }
+            }
+        }
         if let Packet::Rtp(p) = &msg.message.packet {
             if msg.message.has(&Attribute::Retransmission) {
                 self.counts

@@ -248,16 +248,14 @@ impl WebRtcService {
         stats.nack_count = c.nacks.load(Ordering::Relaxed);
         stats.pli_count = c.plis.load(Ordering::Relaxed);
         stats.fir_count = c.firs.load(Ordering::Relaxed);
-        for entry in report.iter() {
-            if let webrtc::peer_connection::RTCStatsReportEntry::RemoteInboundRtp(r) = entry {
-                let received = &r.received_rtp_stream_stats;
-                stats.packets_lost += received.packets_lost;
-                stats.fraction_lost = r.fraction_lost;
-                stats.jitter_ms = Some(received.jitter * 1000.0);
-                if r.round_trip_time_measurements > 0 {
-                    stats.rtt_ms = Some(r.round_trip_time * 1000.0);
-                }
-            }
+        if c.reports.load(Ordering::Relaxed) > 0 {
+            stats.packets_lost = c.reported_lost.load(Ordering::Relaxed) as i64;
+            stats.fraction_lost = c.reported_fraction.load(Ordering::Relaxed) as f64 / 256.0;
+            stats.jitter_ms = Some(c.reported_jitter_ticks.load(Ordering::Relaxed) as f64 / 90.0);
+        }
+        let rtt_us = c.rtt_us.load(Ordering::Relaxed);
+        if rtt_us > 0 {
+            stats.rtt_ms = Some(rtt_us as f64 / 1000.0);
         }
         let live = entry.live.lock();
         stats.frames_sent = live.frames_sent;

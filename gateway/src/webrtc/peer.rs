@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use publishers::webrtc::offer::ChosenCodec;
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Slot;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -141,7 +142,10 @@ pub async fn open(
     let mut last_error = None;
     for _ in 0..ports.attempts() {
         let (engine, registry) = media(chosen, counts)?;
-        let mut settings = SettingEngineBuilder::new();
+        // mDNS would open a multicast socket per connection and query the LAN for viewers' `.local`
+        // candidates; the viewer's connectivity checks give the same path as peer-reflexive candidates.
+        let mut settings =
+            SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled);
         if !cfg.nat_ips.is_empty() {
             settings = settings.with_nat_1to1_ips(
                 cfg.nat_ips.iter().map(ToString::to_string).collect(),
