@@ -61,7 +61,7 @@ struct Cli {
     /// Credential for the turn: servers
     #[arg(long, env = "WEBRTC_TURN_CREDENTIAL", hide_env_values = true)]
     webrtc_turn_credential: Option<String>,
-    /// Public IPs announced in place of the host's (1:1 NAT), comma-separated [default: none]
+    /// Public IPs of a 1:1 NAT, announced next to the host's, comma-separated [default: none]
     #[arg(long, env = "WEBRTC_NAT_IPS", value_delimiter = ',')]
     webrtc_nat_ips: Option<Vec<IpAddr>>,
     /// Local IPs WebRTC media binds to, comma-separated; 0.0.0.0 means every non-loopback interface
@@ -270,7 +270,7 @@ pub struct WebRtcConfig {
     pub ice_servers: Vec<String>,
     pub turn_username: Option<String>,
     pub turn_credential: Option<String>,
-    /// Announced in place of the host addresses, for a gateway behind a 1:1 NAT.
+    /// Announced next to the host addresses (same ports), for a gateway behind a 1:1 NAT.
     pub nat_ips: Vec<IpAddr>,
     /// Addresses the media sockets bind to; an unspecified one expands to every non-loopback interface.
     pub bind_ips: Vec<IpAddr>,

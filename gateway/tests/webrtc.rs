@@ -695,3 +695,92 @@ async fn a_lost_packet_is_nacked_and_retransmitted() {
     let _ = viewer.pc.close().await;
     gw.shutdown().await.unwrap();
 }
+
+/// Ports a session's answer announces for its host candidates, and their addresses.
+fn candidate_addresses(answer: &str) -> Vec<(String, u16)> {
+    answer
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[4].to_owned(), f[5].parse().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_addresses_and_ports_come_from_configuration() {
+    // A one-port range: the first session takes it, the second finds it taken.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_fixture, gw, _dir) = common::gateway_with_camera_and(FixtureOptions::default(), |c| {
+        c.webrtc.bind_ips = vec!["127.0.0.1".parse().unwrap()];
+        c.webrtc.udp_ports = Some(gateway::config::PortRange {
+            first: port,
+            last: port,
+        });
+    })
+    .await;
+    let mut viewer = Viewer::new(BROWSER_H264).await;
+    let body: Value = create_json(&gw, "cam", &viewer.offer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let answer = body["answer"].as_str().unwrap().to_owned();
+    let addrs = candidate_addresses(&answer);
+    assert!(!addrs.is_empty());
+    assert!(
+        addrs.iter().all(|(ip, p)| ip == "127.0.0.1" && *p == port),
+        "{addrs:?}"
+    );
+    // It plays from that port.
+    let track = viewer.answer(answer).await;
+    let mut rx = read_packets(track);
+    assert!(tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .is_some());
+    let second = Viewer::new(BROWSER_H264).await;
+    let r = create_json(&gw, "cam", &second.offer).await;
+    let msg = common::assert_error(r, 503, "unavailable").await;
+    assert!(msg.contains("media port"), "{msg}");
+    assert_eq!(
+        gw.viewers().open(),
+        1,
+        "the refused session gave its place back"
+    );
+    let _ = viewer.pc.close().await;
+    let _ = second.pc.close().await;
+    gw.shutdown().await.unwrap();
+
+    // Behind a 1:1 NAT the answer announces each host candidate at the public address too.
+    let (_fixture, gw, _dir) = common::gateway_with_camera_and(FixtureOptions::default(), |c| {
+        c.webrtc.bind_ips = vec!["127.0.0.1".parse().unwrap()];
+        c.webrtc.nat_ips = vec!["203.0.113.9".parse().unwrap()];
+    })
+    .await;
+    let viewer = Viewer::new(BROWSER_H264).await;
+    let body: Value = create_json(&gw, "cam", &viewer.offer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let addrs = candidate_addresses(body["answer"].as_str().unwrap());
+    let public: Vec<u16> = addrs
+        .iter()
+        .filter(|(ip, _)| ip == "203.0.113.9")
+        .map(|a| a.1)
+        .collect();
+    let private: Vec<u16> = addrs
+        .iter()
+        .filter(|(ip, _)| ip == "127.0.0.1")
+        .map(|a| a.1)
+        .collect();
+    assert!(!public.is_empty() && public == private, "{addrs:?}");
+    let _ = viewer.pc.close().await;
+    gw.shutdown().await.unwrap();
+}

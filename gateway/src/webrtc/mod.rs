@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use api_models::{WebRtcSessionStats, WebRtcSessionView};
 use hub::Hub;
 use parking_lot::Mutex;
+use publishers::webrtc::candidates::announce_public;
 use publishers::webrtc::offer::{choose_codec, rewrite_fmtp, OfferError};
 use publishers::webrtc::trickle::{TrickleError, TrickleFragment};
 use tokio_util::sync::CancellationToken;
@@ -124,7 +125,10 @@ impl WebRtcService {
         .await?;
         let pc = peer.pc.clone();
         let answer = match negotiate(&pc, offer, &peer.gathered).await {
-            Ok(answer) => rewrite_fmtp(&answer, chosen.payload_type, &chosen.answer_fmtp),
+            Ok(answer) => announce_public(
+                &rewrite_fmtp(&answer, chosen.payload_type, &chosen.answer_fmtp),
+                &self.config.nat_ips,
+            ),
             Err(e) => {
                 let _ = pc.close().await;
                 return Err(e);

@@ -19,8 +19,8 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateType, RTCIceGatheringState,
-    RTCIceServer, RTCPeerConnectionState, Registry, SettingEngineBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer,
+    RTCPeerConnectionState, Registry, SettingEngineBuilder,
 };
 
 use super::feedback::{FeedbackCounts, FeedbackTap, SLOT};
@@ -144,14 +144,8 @@ pub async fn open(
         let (engine, registry) = media(chosen, counts)?;
         // mDNS would open a multicast socket per connection and query the LAN for viewers' `.local`
         // candidates; the viewer's connectivity checks give the same path as peer-reflexive candidates.
-        let mut settings =
+        let settings =
             SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled);
-        if !cfg.nat_ips.is_empty() {
-            settings = settings.with_nat_1to1_ips(
-                cfg.nat_ips.iter().map(ToString::to_string).collect(),
-                RTCIceCandidateType::Host,
-            );
-        }
         let port = ports.take();
         let addrs: Vec<SocketAddr> = cfg
             .bind_ips

@@ -207,16 +207,24 @@ pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> S
 pub async fn gateway_with_camera(
     opts: testdata::FixtureOptions,
 ) -> (testdata::RtspFixture, Gateway, TempDir) {
+    gateway_with_camera_and(opts, |_| {}).await
+}
+
+/// [`gateway_with_camera`] with a configuration changed by `tweak`.
+pub async fn gateway_with_camera_and(
+    opts: testdata::FixtureOptions,
+    tweak: impl FnOnce(&mut Config),
+) -> (testdata::RtspFixture, Gateway, TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let fixture = testdata::RtspFixture::start(opts).expect("RTSP fixture");
-    let gw = Gateway::start(Config {
+    let mut config = Config {
         bind: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_owned(),
         wsc_udp_port: 0,
         ..Config::default()
-    })
-    .await
-    .expect("gateway starts");
+    };
+    tweak(&mut config);
+    let gw = Gateway::start(config).await.expect("gateway starts");
     let r = reqwest::Client::new()
         .post(format!("{}/streams", gw.base_url()))
         .json(&json!({"source_id": "cam", "rtsp_inputs": [{"label": "main", "url": fixture.url(), "priority": 0}]}))

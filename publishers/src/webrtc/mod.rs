@@ -6,7 +6,9 @@
 //!   offered codec fits.
 //! - [`trickle`]: parse the `application/trickle-ice-sdpfrag` bodies of WHEP `PATCH` requests (RFC 8840).
 //! - [`h264_profile`]: H.264 profiles as RFC 6184 and browsers compare them.
+//! - [`candidates`]: the answer's host candidates repeated at a 1:1 NAT's public addresses.
 
+pub mod candidates;
 pub mod h264_profile;
 pub mod offer;
 pub mod trickle;

@@ -1,0 +1,69 @@
+//! Public addresses for a gateway behind a 1:1 NAT: the answer lists every host candidate once more at each
+//! configured public address (same port, since a 1:1 NAT keeps ports), so a viewer on the LAN uses the private
+//! address and one outside uses the public one. The ICE agent needs to know nothing: the viewer's checks to the
+//! public address arrive on the same socket and are answered there.
+
+use std::net::IpAddr;
+
+/// `sdp` with, after each `a=candidate:` line of type `host` whose address family matches, one copy per address
+/// in `public` (a new foundation, a slightly lower priority so a direct private path wins when both work).
+pub fn announce_public(sdp: &str, public: &[IpAddr]) -> String {
+    if public.is_empty() {
+        return sdp.to_owned();
+    }
+    let mut out = String::with_capacity(sdp.len() * 2);
+    for line in sdp.split_inclusive('\n') {
+        out.push_str(line);
+        let bare = line.trim_end_matches(['\r', '\n']);
+        let Some(attr) = bare.strip_prefix("a=candidate:") else {
+            continue;
+        };
+        let fields: Vec<&str> = attr.split_ascii_whitespace().collect();
+        // foundation component transport priority address port "typ" type ...
+        if fields.len() < 8 || fields[6] != "typ" || fields[7] != "host" {
+            continue;
+        }
+        let Ok(private) = fields[4].parse::<IpAddr>() else {
+            continue;
+        };
+        let priority: u32 = fields[3].parse().unwrap_or(0);
+        for (i, ip) in public.iter().enumerate() {
+            if ip.is_ipv4() != private.is_ipv4() || *ip == private {
+                continue;
+            }
+            let mut f: Vec<String> = fields.iter().map(|s| (*s).to_owned()).collect();
+            f[0] = format!("{}{}", fields[0], 9 - (i % 9));
+            f[3] = priority.saturating_sub(1 + i as u32).to_string();
+            f[4] = ip.to_string();
+            out.push_str("a=candidate:");
+            out.push_str(&f.join(" "));
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adds_each_host_candidate_at_the_public_address() {
+        let sdp = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+            a=candidate:607854466 1 udp 2130706431 10.0.0.5 47054 typ host\r\n\
+            a=candidate:1 1 udp 1694498815 198.51.100.1 47054 typ srflx raddr 10.0.0.5 rport 47054\r\n\
+            a=candidate:2 1 udp 2130706431 ::1 5000 typ host\r\n\
+            a=end-of-candidates\r\n";
+        let out = announce_public(sdp, &["203.0.113.9".parse().unwrap()]);
+        assert_eq!(
+            out,
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+             a=candidate:607854466 1 udp 2130706431 10.0.0.5 47054 typ host\r\n\
+             a=candidate:6078544669 1 udp 2130706430 203.0.113.9 47054 typ host\r\n\
+             a=candidate:1 1 udp 1694498815 198.51.100.1 47054 typ srflx raddr 10.0.0.5 rport 47054\r\n\
+             a=candidate:2 1 udp 2130706431 ::1 5000 typ host\r\n\
+             a=end-of-candidates\r\n"
+        );
+        assert_eq!(announce_public(sdp, &[]), sdp);
+    }
+}
