@@ -106,6 +106,7 @@ impl WebRtcService {
 
     /// Answers `offer` for a viewer of `hub`'s stream and starts the session.
     pub async fn create(self: &Arc<Self>, hub: Hub, offer: &str) -> Result<Created, WebRtcError> {
+        let arrived = Instant::now();
         let stream_id = hub.stream_id().to_owned();
         let params = hub
             .camera_params()
@@ -135,7 +136,7 @@ impl WebRtcService {
             }
         };
         let id = format!("{:032x}", rand::random::<u128>());
-        let live = Arc::new(Mutex::new(LiveState::new(Instant::now())));
+        let live = Arc::new(Mutex::new(LiveState::new(arrived)));
         let entry = Arc::new(SessionEntry {
             id: id.clone(),
             stream_id,
