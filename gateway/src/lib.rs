@@ -53,7 +53,9 @@ pub fn app(state: AppState) -> Router {
     let api_routes = api_routes
         .route_layer(from_fn_with_state(state.clone(), auth::require_token))
         .layer(DefaultBodyLimit::max(error::MAX_BODY_BYTES));
-    let viewer_routes = viewer_routes.layer(DefaultBodyLimit::max(error::MAX_BODY_BYTES));
+    let viewer_routes = viewer_routes
+        .layer(DefaultBodyLimit::max(error::MAX_BODY_BYTES))
+        .layer(viewer_api::cors());
     Router::new()
         .merge(api_routes)
         .merge(viewer_routes)

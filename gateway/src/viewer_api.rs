@@ -15,10 +15,11 @@ use api_models::{ErrorBody, WebRtcAnswer, WebRtcOffer, WebRtcSessionStats, WebRt
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hub::Hub;
+use tower_http::cors::{Any, CorsLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -43,6 +44,20 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_webrtc, list_webrtc))
         .routes(routes!(trickle, delete_session))
         .routes(routes!(session_stats))
+}
+
+/// Viewer calls may come from a player page on another origin (any WHEP player): allow them, and let the page
+/// read `Location`. Management calls get no CORS headers.
+pub fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::IF_MATCH,
+        ])
+        .expose_headers([header::LOCATION, header::RETRY_AFTER])
 }
 
 fn hub(state: &AppState, source_id: &str) -> Result<Hub, AppError> {
