@@ -1,0 +1,16 @@
+//! Recording, planned without I/O. A stream with recording on is a hub subscriber whose frames go into MP4
+//! segments; this crate decides, from frames and times alone:
+//!
+//! - [`segmenter`]: when a segment opens and closes (rotation at the first keyframe after the segment length; a
+//!   gap, a slate picture, a dropped frame or a codec/size change closes it), and the wall-clock span of each;
+//! - [`ranges`]: what is recorded, as contiguous ranges over the catalog's segments, and which segment holds an
+//!   instant (what playback and export look up);
+//! - [`retention`]: which complete segments to delete for each stream's age and size limits and the disk's
+//!   free-space floor.
+//!
+//! The GStreamer recorder, the SQLite catalog and the recordings API that drive these are the rest of the DVR
+//! issue and are not built yet.
+
+pub mod ranges;
+pub mod retention;
+pub mod segmenter;
