@@ -8,9 +8,11 @@
 //! - [`retention`]: which complete segments to delete for each stream's age and size limits and the disk's
 //!   free-space floor.
 //!
-//! The GStreamer recorder, the SQLite catalog and the recordings API that drive these are the rest of the DVR
+//! [`writer`] is the one I/O piece so far: an MP4 segment written by GStreamer, fragmented while written. The
+//! recorder task that drives it from the hub, the SQLite catalog and the recordings API are the rest of the DVR
 //! issue and are not built yet.
 
 pub mod ranges;
 pub mod retention;
 pub mod segmenter;
+pub mod writer;
