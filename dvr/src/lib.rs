@@ -8,11 +8,12 @@
 //! - [`retention`]: which complete segments to delete for each stream's age and size limits and the disk's
 //!   free-space floor.
 //!
-//! [`writer`] is the one I/O piece so far: an MP4 segment written by GStreamer, fragmented while written. The
-//! recorder task that drives it from the hub, the SQLite catalog and the recordings API are the rest of the DVR
-//! issue and are not built yet.
+//! At the edge: [`writer`], an MP4 segment written by GStreamer (fragmented while written, finalized when
+//! closed), and [`recorder`], the hub subscriber that drives the segmenter and a writer thread and reports what
+//! happened to each segment. The gateway keeps the catalog from those reports.
 
 pub mod ranges;
+pub mod recorder;
 pub mod retention;
 pub mod segmenter;
 pub mod writer;
