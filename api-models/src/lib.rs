@@ -176,8 +176,56 @@ pub struct StreamView {
     /// True when a user name / password is stored for this stream (they are never returned).
     pub has_credentials: bool,
     pub should_record: bool,
+    /// What is recorded of this stream.
+    pub recording: RecordingStatusView,
     /// After a fail-over, how often (seconds) the higher-priority inputs are tried again.
     pub restart_interval_secs: u64,
+}
+
+/// Recording state of a stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RecordingStatusView {
+    /// `off` (not asked to record), `waiting` (for a keyframe), `recording`, or `error` (see `last_error`;
+    /// recording resumes at the next keyframe).
+    #[schema(example = "recording")]
+    pub state: String,
+    /// Bytes of finished segments on disk.
+    pub bytes: u64,
+    /// Earliest and latest recorded instants (epoch ms).
+    pub oldest_ms: Option<i64>,
+    pub newest_ms: Option<i64>,
+    /// Latest recording failure.
+    pub last_error: Option<String>,
+}
+
+/// One recorded segment (an MP4 file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SegmentView {
+    pub start_ms: i64,
+    /// For a segment still being written: the last frame written so far is not known here, so `now`.
+    pub end_ms: i64,
+    pub bytes: u64,
+    /// `h264` or `h265`.
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    /// `writing`, `complete` or `recovered`.
+    pub state: String,
+}
+
+/// A contiguous recorded range: adjacent segments merged; the time between two ranges was not recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RecordedRange {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub segments: Vec<SegmentView>,
+}
+
+/// Body of `GET /streams/{source_id}/recordings`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Recordings {
+    pub source_id: String,
+    pub ranges: Vec<RecordedRange>,
 }
 
 /// Body of `GET /health`.

@@ -8,6 +8,7 @@
 //! | `PATCH /streams/{source_id}` | 200 + [`StreamView`] |
 //! | `DELETE /streams/{source_id}` | 204 |
 //! | `GET /health` | 200 + [`Health`] |
+//! | `GET /streams/{source_id}/recordings?start=&end=` | 200 + recorded ranges (`recordings_api.rs`) |
 //!
 //! Viewer sessions (WSC-RTP, WebRTC, WHEP) are in `viewer_api.rs`, merged into the same OpenAPI document.
 //! Errors are [`ErrorBody`] JSON, mapped in `error.rs`. The served document is at `/api-docs/openapi.json`.
@@ -39,6 +40,7 @@ use crate::AppState;
     tags(
         (name = "streams", description = "Stream registration and live status"),
         (name = "system", description = "Gateway health"),
+        (name = "recordings", description = "What is recorded of each stream"),
         (name = "viewers", description = "Viewer sessions: WSC-RTP, WebRTC (WHEP and JSON). Open to every client, \
             also when the gateway runs with an API token.")
     ),
@@ -73,6 +75,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_streams, create_stream))
         .routes(routes!(get_stream, patch_stream, delete_stream))
         .routes(routes!(health))
+        .merge(crate::recordings_api::router())
 }
 
 /// Registers a stream and starts pulling it.

@@ -3,7 +3,8 @@
 //!
 //! `--port N` / `PORT` is a shortcut for `--bind 0.0.0.0:N`. When both are given, the one from the stronger source
 //! wins (flag over environment); at the same level `--bind` wins. The file uses the same keys in snake_case
-//! (`bind`, `port`, `data_dir`, `max_sessions`, `max_streams`, `mtu`, `watchdog_secs`, `wsc_udp_port`, `api_token`,
+//! (`bind`, `port`, `data_dir`, `max_sessions`, `max_streams`, `mtu`, `watchdog_secs`, `segment_secs`, `wsc_udp_port`,
+//! `api_token`,
 //! `demo`, and the `webrtc_*` keys) and refuses unknown ones, so a typo fails start-up instead of being ignored.
 
 use std::fmt;
@@ -48,6 +49,9 @@ struct Cli {
     /// Reconnect a stream that delivers no frame for this long [default: 10]
     #[arg(long, env = "WATCHDOG_SECS")]
     watchdog_secs: Option<u64>,
+    /// Length of recorded segments: a new file starts at the first keyframe after this [default: 60]
+    #[arg(long, env = "RECORD_SEGMENT_SECS")]
+    segment_secs: Option<u64>,
     /// UDP port shared by every WSC-RTP session; 0 picks a free one [default: 8010]
     #[arg(long, env = "WSC_HOLEPUNCH_PORT")]
     wsc_udp_port: Option<u16>,
@@ -93,6 +97,7 @@ struct FileConfig {
     max_streams: Option<usize>,
     mtu: Option<usize>,
     watchdog_secs: Option<u64>,
+    segment_secs: Option<u64>,
     wsc_udp_port: Option<u16>,
     webrtc_ice_servers: Option<Vec<String>>,
     webrtc_turn_username: Option<String>,
@@ -127,6 +132,8 @@ pub struct Config {
     pub mtu: usize,
     /// Reconnect a stream that delivers no frame for this long.
     pub watchdog_secs: u64,
+    /// Length of recorded segments (rotation at the first keyframe after it).
+    pub segment_secs: u64,
     /// UDP port of WSC-RTP media (on the HTTP bind address); 0 picks a free one.
     pub wsc_udp_port: u16,
     /// ICE servers and addresses of WebRTC viewer sessions.
@@ -146,6 +153,7 @@ impl Default for Config {
             max_streams: 256,
             mtu: 1200,
             watchdog_secs: 10,
+            segment_secs: 60,
             wsc_udp_port: 8010,
             webrtc: WebRtcConfig::default(),
             api_token: None,
@@ -164,6 +172,7 @@ impl fmt::Debug for Config {
             .field("max_streams", &self.max_streams)
             .field("mtu", &self.mtu)
             .field("watchdog_secs", &self.watchdog_secs)
+            .field("segment_secs", &self.segment_secs)
             .field("wsc_udp_port", &self.wsc_udp_port)
             .field("webrtc", &self.webrtc)
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
@@ -216,6 +225,10 @@ impl Config {
                 .watchdog_secs
                 .or(file.watchdog_secs)
                 .unwrap_or(d.watchdog_secs),
+            segment_secs: cli
+                .segment_secs
+                .or(file.segment_secs)
+                .unwrap_or(d.segment_secs),
             wsc_udp_port: cli
                 .wsc_udp_port
                 .or(file.wsc_udp_port)
@@ -255,6 +268,9 @@ impl Config {
                 "watchdog_secs must be 1 to 3600, not {}",
                 self.watchdog_secs
             );
+        }
+        if !(1..=3600).contains(&self.segment_secs) {
+            bail!("segment_secs must be 1 to 3600, not {}", self.segment_secs);
         }
         if self.max_streams == 0 || self.max_sessions == 0 {
             bail!("max_streams and max_sessions must be at least 1");
@@ -401,6 +417,7 @@ mod tests {
         "MAX_STREAMS",
         "MTU",
         "WATCHDOG_SECS",
+        "RECORD_SEGMENT_SECS",
         "API_TOKEN",
         "CONFIG_FILE",
         "WSC_HOLEPUNCH_PORT",

@@ -6,9 +6,11 @@
 
 pub mod api;
 mod auth;
+pub mod catalog;
 pub mod config;
 pub mod definition;
 pub mod error;
+pub mod recordings_api;
 pub mod registry;
 mod server;
 pub mod store;

@@ -1,4 +1,5 @@
-//! `StreamRegistry`: the running streams — for each, its definition, its [`Hub`] and its ingest task.
+//! `StreamRegistry`: the running streams — for each, its definition, its [`Hub`], its ingest task and, when it
+//! records, its recorder (`dvr`) with the catalog follower.
 //!
 //! Every change is persisted before it takes effect, so what runs is what comes back after a restart. A patch that
 //! changes inputs, credentials or timings stops the old ingest and starts a new one on the *same* hub: viewers stay
@@ -10,22 +11,28 @@
 //! [`RegistryError::Busy`] (409) instead of waiting.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use api_models::{CreateStream, PatchStream, StreamView};
+use dvr::recorder::{RecorderHandle, RecorderOptions};
+use dvr::segmenter::SegmenterOptions;
 use hub::{Hub, HubOptions};
 use parking_lot::Mutex;
 use sources::IngestHandle;
 use tracing::{info, warn};
 
+use crate::catalog::{self, RecordingStatus};
 use crate::definition::{DefinitionError, StreamDefinition};
 use crate::store::{Store, StoreError};
 use crate::view::stream_view;
 
 /// How long shutdown waits for one ingest to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// MP4 fragment length while a segment is written: the most a crash can lose.
+const FRAGMENT_MS: u32 = 1_000;
 
 /// Why a registry call failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,12 +71,16 @@ pub struct RegistryOptions {
     pub watchdog: Duration,
     /// Largest RTP payload the hubs produce.
     pub mtu: usize,
+    /// Recordings go under `<recordings_dir>/<source_id>/`.
+    pub recordings_dir: PathBuf,
+    pub segmenter: SegmenterOptions,
 }
 
 /// One registered stream.
 struct Entry {
     hub: Hub,
     live: Mutex<Live>,
+    recording: Arc<Mutex<RecordingStatus>>,
     /// Set while a management call works on this stream.
     busy: AtomicBool,
 }
@@ -77,6 +88,7 @@ struct Entry {
 struct Live {
     def: Arc<StreamDefinition>,
     ingest: Option<IngestHandle>,
+    recorder: Option<RecorderHandle>,
 }
 
 impl Entry {
@@ -85,7 +97,8 @@ impl Entry {
     }
 
     fn view(&self) -> StreamView {
-        stream_view(&self.definition(), &self.hub)
+        let recording = self.recording.lock().clone();
+        stream_view(&self.definition(), &self.hub, &recording)
     }
 
     /// Marks the stream busy until the returned guard drops.
@@ -146,6 +159,7 @@ impl StreamRegistry {
                 old.hub.close();
             }
             self.start_ingest(&entry, &def);
+            self.start_recorder(&entry, &def);
             info!(source_id = %def.source_id, inputs = %describe_inputs(&def), "restored stream");
         }
         Ok(n)
@@ -175,6 +189,7 @@ impl StreamRegistry {
         }
         if self.check_open().is_ok() {
             self.start_ingest(&entry, &def);
+            self.start_recorder(&entry, &def);
         }
         drop(busy);
         info!(source_id = %id, inputs = %describe_inputs(&def), credentials = def.credentials.is_some(), "created stream");
@@ -207,6 +222,11 @@ impl StreamRegistry {
                 self.start_ingest(&entry, &next);
             }
         }
+        if next.should_record && self.check_open().is_ok() {
+            self.start_recorder(&entry, &next);
+        } else if !next.should_record {
+            stop_recorder(&entry).await;
+        }
         drop(busy);
         info!(source_id = %id, inputs = %describe_inputs(&next), credentials = next.credentials.is_some(),
             restarted = restart, "patched stream");
@@ -227,6 +247,7 @@ impl StreamRegistry {
         if let Some(ingest) = ingest {
             ingest.stop().await;
         }
+        stop_recorder(&entry).await;
         entry.hub.close();
         drop(busy);
         info!(source_id = %id, "deleted stream");
@@ -242,6 +263,11 @@ impl StreamRegistry {
     pub fn list(&self) -> Vec<StreamView> {
         let entries: Vec<Arc<Entry>> = self.streams.lock().values().cloned().collect();
         entries.iter().map(|e| e.view()).collect()
+    }
+
+    /// The database (the recordings catalog reads it).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The hub of a stream, for consumers (publishers, recorder).
@@ -273,6 +299,8 @@ impl StreamRegistry {
                         warn!(source_id = %entry.definition().source_id, "ingest did not stop in time");
                     }
                 }
+                // Finalizes the segment being written, so a clean stop leaves only normal MP4 files.
+                stop_recorder(entry).await;
                 entry.hub.close();
             }
         });
@@ -310,7 +338,9 @@ impl StreamRegistry {
             live: Mutex::new(Live {
                 def: Arc::new(def),
                 ingest: None,
+                recorder: None,
             }),
+            recording: Arc::new(Mutex::new(RecordingStatus::default())),
             busy: AtomicBool::new(false),
         })
     }
@@ -326,6 +356,35 @@ impl StreamRegistry {
         debug_assert!(previous.is_none(), "two ingests on one hub");
     }
 
+    /// Starts recording the entry's hub if `def` asks for it and no recorder runs yet.
+    fn start_recorder(&self, entry: &Entry, def: &StreamDefinition) {
+        if !def.should_record || entry.live.lock().recorder.is_some() {
+            return;
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(catalog::follow_recorder(
+            self.store.clone(),
+            def.source_id.clone(),
+            rx,
+            entry.recording.clone(),
+        ));
+        // Stream ids are validated to `[A-Za-z0-9_-]`: safe as a directory name.
+        let handle = RecorderHandle::spawn(
+            entry.hub.clone(),
+            RecorderOptions {
+                dir: self.options.recordings_dir.join(&def.source_id),
+                segmenter: self.options.segmenter,
+                fragment_ms: FRAGMENT_MS,
+            },
+            tx,
+        );
+        entry.recording.lock().active = true;
+        if let Some(raced) = entry.live.lock().recorder.replace(handle) {
+            // Another call started one meanwhile; both record the same hub, so stop the older one.
+            tokio::spawn(raced.stop());
+        }
+    }
+
     fn remove_if_same(&self, id: &str, entry: &Arc<Entry>) {
         let mut map = self.streams.lock();
         if map.get(id).is_some_and(|e| Arc::ptr_eq(e, entry)) {
@@ -335,6 +394,15 @@ impl StreamRegistry {
 }
 
 /// `label=url(priority)` list for logs; URLs here never carry credentials.
+/// Stops the entry's recorder, if any, once its open segment is finalized.
+async fn stop_recorder(entry: &Entry) {
+    let recorder = entry.live.lock().recorder.take();
+    if let Some(r) = recorder {
+        r.stop().await;
+    }
+    entry.recording.lock().active = false;
+}
+
 fn describe_inputs(def: &StreamDefinition) -> String {
     def.inputs
         .iter()

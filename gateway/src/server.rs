@@ -19,6 +19,7 @@ use crate::viewers::ViewerBudget;
 use crate::webrtc::WebRtcService;
 use crate::wsc::WscService;
 use crate::{app, AppState, Config};
+use dvr::segmenter::SegmenterOptions;
 
 /// Id of the stream `--demo` registers.
 pub const DEMO_SOURCE_ID: &str = "demo";
@@ -60,6 +61,11 @@ impl Gateway {
                 max_streams: config.max_streams,
                 watchdog: Duration::from_secs(config.watchdog_secs),
                 mtu: config.mtu,
+                recordings_dir: config.data_dir.join("recordings"),
+                segmenter: SegmenterOptions {
+                    segment_ms: config.segment_secs as i64 * 1000,
+                    ..SegmenterOptions::default()
+                },
             },
         ));
         let restored = registry.restore().await.context("restoring streams")?;

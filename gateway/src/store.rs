@@ -6,6 +6,9 @@
 //!   the URLs in `inputs` never carry credentials.
 //! - `stream_credentials(source_id TEXT PRIMARY KEY REFERENCES streams ON DELETE CASCADE, username, password)`:
 //!   credentials live apart from URLs, so a dump of `streams` leaks nothing.
+//! - `segments(id, source_id, start_ms, end_ms /* NULL while writing */, path UNIQUE, bytes, codec, width, height,
+//!   state /* writing|complete|recovered */)`, indexed by `(source_id, start_ms)`: the recordings catalog
+//!   (`catalog.rs`). Rows are not tied to `streams`: recordings outlive a deleted stream until retention.
 //!
 //! One connection behind a `std::sync::Mutex`, locked only inside `spawn_blocking`: SQLite calls never block the
 //! async runtime's threads.
@@ -24,7 +27,8 @@ use crate::definition::StreamDefinition;
 pub const DB_FILE: &str = "gateway.db";
 
 /// Migrations; entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE streams (
         source_id TEXT PRIMARY KEY NOT NULL,
         inputs TEXT NOT NULL,
@@ -37,7 +41,23 @@ const MIGRATIONS: &[&str] = &[r#"
         username TEXT NOT NULL,
         password TEXT NOT NULL
     );
-"#];
+"#,
+    r#"
+    CREATE TABLE segments (
+        id INTEGER PRIMARY KEY,
+        source_id TEXT NOT NULL,
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER,
+        path TEXT NOT NULL UNIQUE,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        codec TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        state TEXT NOT NULL
+    );
+    CREATE INDEX segments_by_time ON segments (source_id, start_ms);
+"#,
+];
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +111,7 @@ impl Store {
     }
 
     /// Runs `f` on the connection in a blocking thread.
-    async fn with_conn<R, F>(&self, f: F) -> Result<R, StoreError>
+    pub(crate) async fn with_conn<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
@@ -274,7 +294,7 @@ impl Row {
     }
 }
 
-fn other(e: rusqlite::Error) -> StoreError {
+pub(crate) fn other(e: rusqlite::Error) -> StoreError {
     StoreError::Other(e.into())
 }
 

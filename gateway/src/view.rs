@@ -5,10 +5,11 @@ use api_models::{StreamStateDto, StreamView};
 use hub::Hub;
 use sources::IngestState;
 
+use crate::catalog::RecordingStatus;
 use crate::definition::StreamDefinition;
 
 /// The view of one stream right now.
-pub fn stream_view(def: &StreamDefinition, hub: &Hub) -> StreamView {
+pub fn stream_view(def: &StreamDefinition, hub: &Hub, recording: &RecordingStatus) -> StreamView {
     let stats = hub.stats();
     let status = hub.status();
     // The camera's format, not the slate's: a camera that never connected has no codec or size yet.
@@ -28,10 +29,14 @@ pub fn stream_view(def: &StreamDefinition, hub: &Hub) -> StreamView {
         bytes: stats.bytes,
         drops: stats.drops,
         reconnects: status.reconnects.max(stats.reconnects),
-        viewers: stats.subscribers,
+        // The recorder is a hub subscriber, not a viewer.
+        viewers: stats
+            .subscribers
+            .saturating_sub(usize::from(recording.active)),
         last_error: status.last_error,
         has_credentials: def.credentials.is_some(),
         should_record: def.should_record,
+        recording: recording.view(),
         restart_interval_secs: def.restart_interval_secs,
     }
 }

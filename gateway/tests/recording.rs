@@ -1,0 +1,178 @@
+//! Recording through the gateway: a stream with `should_record` is cut into MP4 segments under the data
+//! directory; the catalog lists them as contiguous ranges; every file plays with ffprobe; turning recording off
+//! finalizes the last segment; bad queries get typed errors.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use testdata::FixtureOptions;
+
+/// (frames, duration s) as ffprobe reads `file`.
+fn probe(file: &Path) -> (u64, f64) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=nb_read_frames:format=duration",
+            "-of",
+            "default=nw=1",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k} for {}: {text}", file.display()))
+            .to_owned()
+    };
+    (
+        field("nb_read_frames").parse().unwrap(),
+        field("duration").parse().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_stream_becomes_playable_contiguous_segments() {
+    let (_fixture, gw, dir) = common::gateway_with_camera_and(
+        FixtureOptions {
+            gop: 25,
+            ..Default::default()
+        },
+        |c| c.segment_secs = 2,
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let base = gw.base_url();
+    let r = http
+        .patch(format!("{base}/streams/cam"))
+        .json(&json!({"should_record": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let started = Instant::now();
+    // Two rotations at least: 2 s segments, keyframes every second.
+    tokio::time::sleep(Duration::from_millis(5_500)).await;
+    let view: Value = http
+        .get(format!("{base}/streams/cam"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["recording"]["state"], "recording", "{view}");
+    assert_eq!(view["viewers"], 0, "the recorder is not a viewer");
+
+    let r = http
+        .patch(format!("{base}/streams/cam"))
+        .json(&json!({"should_record": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let recorded_for = started.elapsed().as_millis() as i64;
+    let rec: Value = http
+        .get(format!("{base}/streams/cam/recordings"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ranges = rec["ranges"].as_array().unwrap();
+    assert_eq!(ranges.len(), 1, "no gap while the camera ran: {rec}");
+    let segments = ranges[0]["segments"].as_array().unwrap();
+    assert!(segments.len() >= 3, "at least two rotations: {rec}");
+    assert!(segments.iter().all(|s| s["state"] == "complete"), "{rec}");
+    for pair in segments.windows(2) {
+        assert_eq!(pair[0]["end_ms"], pair[1]["start_ms"], "contiguous: {rec}");
+    }
+    let span = ranges[0]["end_ms"].as_i64().unwrap() - ranges[0]["start_ms"].as_i64().unwrap();
+    assert!(
+        span > 4_000 && span <= recorded_for + 1_500,
+        "{span} ms recorded in {recorded_for} ms"
+    );
+
+    // Each segment is a file named by its start, a normal MP4 whose frames and duration match the catalog.
+    let mut total_bytes = 0;
+    for s in segments {
+        let file = dir
+            .path()
+            .join(format!("recordings/cam/{}.mp4", s["start_ms"]));
+        let (frames, duration) = probe(&file);
+        let catalog_ms = s["end_ms"].as_i64().unwrap() - s["start_ms"].as_i64().unwrap();
+        assert!(frames > 0);
+        assert!(
+            (duration * 1000.0 - catalog_ms as f64).abs() <= 45.0,
+            "{}: file {duration} s, catalog {catalog_ms} ms",
+            file.display()
+        );
+        assert_eq!(
+            s["bytes"].as_u64().unwrap(),
+            std::fs::metadata(&file).unwrap().len()
+        );
+        total_bytes += s["bytes"].as_u64().unwrap();
+    }
+    let view: Value = http
+        .get(format!("{base}/streams/cam"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["recording"]["state"], "off");
+    assert_eq!(view["recording"]["bytes"].as_u64().unwrap(), total_bytes);
+    assert_eq!(view["recording"]["oldest_ms"], segments[0]["start_ms"]);
+    assert_eq!(
+        view["recording"]["newest_ms"],
+        segments[segments.len() - 1]["end_ms"]
+    );
+
+    // A window selects and clips.
+    let first_end = segments[0]["end_ms"].as_i64().unwrap();
+    let rec: Value = http
+        .get(format!(
+            "{base}/streams/cam/recordings?start={}&end={}",
+            first_end - 500,
+            first_end + 500
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rec["ranges"][0]["start_ms"], first_end - 500);
+    assert_eq!(rec["ranges"][0]["segments"].as_array().unwrap().len(), 2);
+
+    // Bad queries.
+    for q in [
+        "start=10&end=5",
+        "start=-1",
+        "end=99999999999999999",
+        "start=abc",
+        "since=5",
+    ] {
+        let r = http
+            .get(format!("{base}/streams/cam/recordings?{q}"))
+            .send()
+            .await
+            .unwrap();
+        common::assert_error(r, 400, "bad_request").await;
+    }
+    let r = http
+        .get(format!("{base}/streams/nope/recordings"))
+        .send()
+        .await
+        .unwrap();
+    common::assert_error(r, 404, "not_found").await;
+    gw.shutdown().await.unwrap();
+}
