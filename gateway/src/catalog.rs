@@ -3,13 +3,14 @@
 //!
 //! A recorder ([`dvr::recorder`]) reports every segment it opens, closes or fails on; [`follow_recorder`] writes
 //! those reports into the table (a row is `writing` until its file is finalized, then `complete`) and keeps the
-//! [`RecordingStatus`] the stream view shows.
+//! [`RecordingStatus`] the stream view shows. At start-up, [`heal`] makes the table match the disk.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use api_models::{RecordingStatusView, SegmentView};
 use dvr::recorder::RecorderEvent;
+use dvr::recover::SegmentInfo;
 use parking_lot::Mutex;
 use rusqlite::params;
 use sources::Codec;
@@ -223,4 +224,172 @@ pub async fn follow_recorder(
         }
     }
     status.lock().writing = false;
+}
+
+impl Store {
+    /// Every segment row with its stream, for healing.
+    async fn all_segments(&self) -> Result<Vec<(String, SegmentRow)>, StoreError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT id, start_ms, end_ms, path, bytes, codec, width, height, state, source_id
+                     FROM segments ORDER BY id",
+                )
+                .map_err(other)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(9)?,
+                        SegmentRow {
+                            id: r.get(0)?,
+                            start_ms: r.get(1)?,
+                            end_ms: r.get(2)?,
+                            path: r.get(3)?,
+                            bytes: r.get::<_, i64>(4)? as u64,
+                            codec: r.get(5)?,
+                            width: r.get(6)?,
+                            height: r.get(7)?,
+                            state: r.get(8)?,
+                        },
+                    ))
+                })
+                .map_err(other)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(other)
+        })
+        .await
+    }
+
+    async fn delete_segment(&self, id: i64) -> Result<(), StoreError> {
+        self.with_conn(move |conn| {
+            conn.execute("DELETE FROM segments WHERE id = ?1", [id])
+                .map_err(other)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records what a file holds after recovery (or indexing), as a `recovered` row.
+    async fn segment_recovered(
+        &self,
+        source_id: &str,
+        path: &Path,
+        start_ms: i64,
+        info: &SegmentInfo,
+    ) -> Result<(), StoreError> {
+        let (id, path, info) = (
+            source_id.to_owned(),
+            path.to_string_lossy().into_owned(),
+            info.clone(),
+        );
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO segments (source_id, start_ms, end_ms, path, bytes, codec, width, height, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'recovered')
+                 ON CONFLICT (path) DO UPDATE SET end_ms = ?3, bytes = ?5, state = 'recovered'",
+                params![
+                    id,
+                    start_ms,
+                    start_ms + info.duration_ms,
+                    path,
+                    info.bytes as i64,
+                    info.codec.name(),
+                    info.width,
+                    info.height
+                ],
+            )
+            .map_err(other)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// What [`heal`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Healed {
+    pub recovered: usize,
+    pub indexed: usize,
+    pub forgotten: usize,
+}
+
+/// Makes the catalog match the disk, which is the truth: rows whose file is gone are removed, a segment left
+/// `writing` by a crash is cut after its last complete fragment and marked `recovered` with its real end, and
+/// files under `<recordings_dir>/<stream>/<start_ms>.mp4` without a row are measured and indexed. A file with
+/// nothing readable left is deleted with its row. Runs before any recorder starts.
+pub async fn heal(store: &Store, recordings_dir: &Path) -> anyhow::Result<Healed> {
+    let mut healed = Healed::default();
+    let rows = store.all_segments().await?;
+    for (source_id, row) in &rows {
+        let path = std::path::PathBuf::from(&row.path);
+        if !path.exists() {
+            store.delete_segment(row.id).await?;
+            healed.forgotten += 1;
+            continue;
+        }
+        if row.state != "writing" {
+            continue;
+        }
+        let p = path.clone();
+        match tokio::task::spawn_blocking(move || dvr::recover::recover(&p)).await? {
+            Ok(info) => {
+                store
+                    .segment_recovered(source_id, &path, row.start_ms, &info)
+                    .await?;
+                healed.recovered += 1;
+            }
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "nothing recoverable in a crashed segment; removing it");
+                let _ = std::fs::remove_file(&path);
+                store.delete_segment(row.id).await?;
+                healed.forgotten += 1;
+            }
+        }
+    }
+    let known: std::collections::HashSet<String> = rows.into_iter().map(|(_, r)| r.path).collect();
+    for (source_id, path, start_ms) in segment_files(recordings_dir) {
+        if known.contains(path.to_string_lossy().as_ref()) {
+            continue;
+        }
+        let p = path.clone();
+        match tokio::task::spawn_blocking(move || dvr::recover::recover(&p)).await? {
+            Ok(info) => {
+                store
+                    .segment_recovered(&source_id, &path, start_ms, &info)
+                    .await?;
+                healed.indexed += 1;
+            }
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "unreadable file in the recordings directory; left alone")
+            }
+        }
+    }
+    Ok(healed)
+}
+
+/// `(stream, path, start_ms)` of every `<dir>/<stream>/<start_ms>.mp4`; anything else is not ours and ignored.
+fn segment_files(dir: &Path) -> Vec<(String, std::path::PathBuf, i64)> {
+    let mut out = Vec::new();
+    let Ok(streams) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for stream in streams.flatten() {
+        let Some(source_id) = stream.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Ok(files) = std::fs::read_dir(stream.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = f.file_name();
+            let Some(start) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".mp4"))
+                .and_then(|n| n.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            out.push((source_id.clone(), f.path(), start));
+        }
+    }
+    out
 }

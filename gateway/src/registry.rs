@@ -31,8 +31,9 @@ use crate::view::stream_view;
 
 /// How long shutdown waits for one ingest to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// MP4 fragment length while a segment is written: the most a crash can lose.
-const FRAGMENT_MS: u32 = 1_000;
+/// MP4 fragment length while a segment is written. mp4mux writes a fragment's index one fragment late, so a crash
+/// loses about two of these: a second.
+const FRAGMENT_MS: u32 = 500;
 
 /// Why a registry call failed.
 #[derive(Debug, thiserror::Error)]

@@ -55,13 +55,20 @@ impl Gateway {
             .with_context(|| format!("binding WSC-RTP UDP {wsc_bind}"))?;
         let webrtc = WebRtcService::new(config.webrtc.clone(), viewers.clone());
         let store = Store::open(&config.data_dir).await?;
+        let recordings_dir = config.data_dir.join("recordings");
+        let healed = crate::catalog::heal(&store, &recordings_dir)
+            .await
+            .context("healing the recordings catalog")?;
+        if healed != Default::default() {
+            info!(?healed, "recordings catalog healed");
+        }
         let registry = Arc::new(StreamRegistry::new(
             store,
             RegistryOptions {
                 max_streams: config.max_streams,
                 watchdog: Duration::from_secs(config.watchdog_secs),
                 mtu: config.mtu,
-                recordings_dir: config.data_dir.join("recordings"),
+                recordings_dir,
                 segmenter: SegmenterOptions {
                     segment_ms: config.segment_secs as i64 * 1000,
                     ..SegmenterOptions::default()

@@ -176,3 +176,133 @@ async fn a_recorded_stream_becomes_playable_contiguous_segments() {
     common::assert_error(r, 404, "not_found").await;
     gw.shutdown().await.unwrap();
 }
+
+/// Epoch milliseconds now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+async fn get_json(url: &str) -> Option<Value> {
+    reqwest::get(url).await.ok()?.json().await.ok()
+}
+
+/// Runs the gateway binary on `port` over `data_dir`, waiting until it serves.
+async fn start_binary(port: u16, data_dir: &Path) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args([
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--wsc-udp-port",
+            "0",
+            "--segment-secs",
+            "60",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the gateway binary starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get_json(&format!("http://127.0.0.1:{port}/health"))
+        .await
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "the gateway never served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_segment_is_recovered_and_recording_goes_on() {
+    let fixture = testdata::RtspFixture::start(FixtureOptions {
+        gop: 25,
+        ..Default::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut gateway = start_binary(port, dir.path()).await;
+    let r = reqwest::Client::new()
+        .post(format!("{base}/streams"))
+        .json(&json!({"source_id": "cam", "should_record": true,
+            "rtsp_inputs": [{"label": "main", "url": fixture.url(), "priority": 0}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = get_json(&format!("{base}/streams/cam")).await.unwrap();
+        if v["recording"]["state"] == "recording" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recorded: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Mid-segment (60 s segments): about 4 s written, then the process dies without a word.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    gateway.kill().unwrap();
+    let killed_at = now_ms();
+    gateway.wait().unwrap();
+
+    let mut gateway = start_binary(port, dir.path()).await;
+    let rec = get_json(&format!("{base}/streams/cam/recordings"))
+        .await
+        .unwrap();
+    let first = &rec["ranges"][0]["segments"][0];
+    assert_eq!(first["state"], "recovered", "{rec}");
+    let end = first["end_ms"].as_i64().unwrap();
+    let start = first["start_ms"].as_i64().unwrap();
+    assert!(end - start >= 2_500, "most of the 4 s survived: {rec}");
+    assert!(
+        killed_at - end <= 1_600,
+        "at most about a second lost: ended {} ms before the kill",
+        killed_at - end
+    );
+    let file = dir.path().join(format!("recordings/cam/{start}.mp4"));
+    let (frames, duration) = probe(&file);
+    assert!(
+        frames > 0 && (duration * 1000.0 - (end - start) as f64).abs() <= 45.0,
+        "{frames} frames, {duration} s"
+    );
+    assert_eq!(
+        first["bytes"].as_u64().unwrap(),
+        std::fs::metadata(&file).unwrap().len()
+    );
+
+    // Recording goes on in a new segment; the outage is a gap.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rec = get_json(&format!("{base}/streams/cam/recordings"))
+            .await
+            .unwrap();
+        let ranges = rec["ranges"].as_array().unwrap();
+        if ranges.len() == 2 && ranges[1]["segments"][0]["state"] == "writing" {
+            assert!(ranges[1]["start_ms"].as_i64().unwrap() > end, "{rec}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "recording did not resume: {rec}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    unsafe { libc::kill(gateway.id() as i32, libc::SIGTERM) };
+    gateway.wait().unwrap();
+    // A clean stop finalizes the segment being written.
+    let mut gateway = start_binary(port, dir.path()).await;
+    let rec = get_json(&format!("{base}/streams/cam/recordings"))
+        .await
+        .unwrap();
+    let second = &rec["ranges"][1]["segments"][0];
+    assert_eq!(second["state"], "complete", "{rec}");
+    gateway.kill().unwrap();
+    gateway.wait().unwrap();
+}
