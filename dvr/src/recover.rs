@@ -121,7 +121,7 @@ pub fn probe(path: &Path) -> Result<SegmentInfo, RecoverError> {
         let timeout = gst::ClockTime::from_nseconds(Duration::from_secs(10).as_nanos() as u64);
         while let Some(sample) = sink.try_pull_sample(timeout) {
             if format.is_none() {
-                format = sample.caps().and_then(|c| caps_format(c));
+                format = sample.caps().and_then(caps_format);
             }
             let Some(buffer) = sample.buffer() else {
                 continue;
