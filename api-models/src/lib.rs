@@ -64,6 +64,24 @@ pub struct CreateStream {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 86400, example = 60)]
     pub restart_interval_secs: Option<u64>,
+    /// How long and how much of this stream's recording to keep; default: no limit of its own (the disk's
+    /// free-space floor still applies).
+    #[serde(default)]
+    pub retention: Option<RetentionDto>,
+}
+
+/// Limits on what is kept of a stream's recording; the oldest segments go first, the one being written never.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionDto {
+    /// Delete segments that ended longer ago than this (at least 60).
+    #[serde(default)]
+    #[schema(minimum = 60, example = 604800)]
+    pub max_age_secs: Option<u64>,
+    /// Keep the stream's recording under this many bytes (at least 1 MiB).
+    #[serde(default)]
+    #[schema(minimum = 1048576)]
+    pub max_bytes: Option<u64>,
 }
 
 /// Body of `PATCH /streams/{source_id}`: every field is optional; absent fields keep their value.
@@ -104,6 +122,9 @@ pub struct PatchStream {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 86400)]
     pub restart_interval_secs: Option<u64>,
+    /// Replaces the stream's retention limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionDto>,
 }
 
 /// Tells "field absent" (outer `None`, via `#[serde(default)]`) from "field is `null`" (`Some(None)`).
@@ -178,6 +199,7 @@ pub struct StreamView {
     pub should_record: bool,
     /// What is recorded of this stream.
     pub recording: RecordingStatusView,
+    pub retention: RetentionDto,
     /// After a fail-over, how often (seconds) the higher-priority inputs are tried again.
     pub restart_interval_secs: u64,
 }

@@ -17,6 +17,7 @@ use sources::Codec;
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use crate::retention::RetentionTrigger;
 use crate::store::{other, Store, StoreError};
 
 /// One catalog row.
@@ -170,6 +171,7 @@ pub async fn follow_recorder(
     source_id: String,
     mut events: mpsc::UnboundedReceiver<RecorderEvent>,
     status: Arc<Mutex<RecordingStatus>>,
+    retention: RetentionTrigger,
 ) {
     if let Ok(rows) = store.segments(&source_id, i64::MIN, i64::MAX).await {
         let mut s = status.lock();
@@ -208,7 +210,9 @@ pub async fn follow_recorder(
                     s.bytes += bytes;
                     s.newest_ms = Some(s.newest_ms.map_or(*end_ms, |n| n.max(*end_ms)));
                 }
-                store.segment_closed(path, *end_ms, *bytes).await
+                let r = store.segment_closed(path, *end_ms, *bytes).await;
+                retention.poke();
+                r
             }
             RecorderEvent::Failed { path, error } => {
                 warn!(source_id = %source_id, path = %path.display(), error = %error, "recording failed");
@@ -216,6 +220,8 @@ pub async fn follow_recorder(
                 s.writing = false;
                 s.failed = true;
                 s.last_error = Some(error.clone());
+                // Often a full disk: let retention make room before the next segment.
+                retention.poke();
                 Ok(())
             }
         };
@@ -228,7 +234,7 @@ pub async fn follow_recorder(
 
 impl Store {
     /// Every segment row with its stream, for healing.
-    async fn all_segments(&self) -> Result<Vec<(String, SegmentRow)>, StoreError> {
+    pub(crate) async fn all_segments(&self) -> Result<Vec<(String, SegmentRow)>, StoreError> {
         self.with_conn(|conn| {
             let mut stmt = conn
                 .prepare(
@@ -259,7 +265,7 @@ impl Store {
         .await
     }
 
-    async fn delete_segment(&self, id: i64) -> Result<(), StoreError> {
+    pub(crate) async fn delete_segment(&self, id: i64) -> Result<(), StoreError> {
         self.with_conn(move |conn| {
             conn.execute("DELETE FROM segments WHERE id = ?1", [id])
                 .map_err(other)?;

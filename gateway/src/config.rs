@@ -3,7 +3,8 @@
 //!
 //! `--port N` / `PORT` is a shortcut for `--bind 0.0.0.0:N`. When both are given, the one from the stronger source
 //! wins (flag over environment); at the same level `--bind` wins. The file uses the same keys in snake_case
-//! (`bind`, `port`, `data_dir`, `max_sessions`, `max_streams`, `mtu`, `watchdog_secs`, `segment_secs`, `wsc_udp_port`,
+//! (`bind`, `port`, `data_dir`, `max_sessions`, `max_streams`, `mtu`, `watchdog_secs`, `segment_secs`,
+//! `record_min_free_mb`, `wsc_udp_port`,
 //! `api_token`,
 //! `demo`, and the `webrtc_*` keys) and refuses unknown ones, so a typo fails start-up instead of being ignored.
 
@@ -52,6 +53,10 @@ struct Cli {
     /// Length of recorded segments: a new file starts at the first keyframe after this [default: 60]
     #[arg(long, env = "RECORD_SEGMENT_SECS")]
     segment_secs: Option<u64>,
+    /// Free space kept on the recordings filesystem: below it the oldest recorded segments are deleted
+    /// [default: 1024]
+    #[arg(long, env = "RECORD_MIN_FREE_MB")]
+    record_min_free_mb: Option<u64>,
     /// UDP port shared by every WSC-RTP session; 0 picks a free one [default: 8010]
     #[arg(long, env = "WSC_HOLEPUNCH_PORT")]
     wsc_udp_port: Option<u16>,
@@ -98,6 +103,7 @@ struct FileConfig {
     mtu: Option<usize>,
     watchdog_secs: Option<u64>,
     segment_secs: Option<u64>,
+    record_min_free_mb: Option<u64>,
     wsc_udp_port: Option<u16>,
     webrtc_ice_servers: Option<Vec<String>>,
     webrtc_turn_username: Option<String>,
@@ -134,6 +140,8 @@ pub struct Config {
     pub watchdog_secs: u64,
     /// Length of recorded segments (rotation at the first keyframe after it).
     pub segment_secs: u64,
+    /// Free space kept on the recordings filesystem, in MiB.
+    pub record_min_free_mb: u64,
     /// UDP port of WSC-RTP media (on the HTTP bind address); 0 picks a free one.
     pub wsc_udp_port: u16,
     /// ICE servers and addresses of WebRTC viewer sessions.
@@ -154,6 +162,7 @@ impl Default for Config {
             mtu: 1200,
             watchdog_secs: 10,
             segment_secs: 60,
+            record_min_free_mb: 1024,
             wsc_udp_port: 8010,
             webrtc: WebRtcConfig::default(),
             api_token: None,
@@ -173,6 +182,7 @@ impl fmt::Debug for Config {
             .field("mtu", &self.mtu)
             .field("watchdog_secs", &self.watchdog_secs)
             .field("segment_secs", &self.segment_secs)
+            .field("record_min_free_mb", &self.record_min_free_mb)
             .field("wsc_udp_port", &self.wsc_udp_port)
             .field("webrtc", &self.webrtc)
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
@@ -229,6 +239,10 @@ impl Config {
                 .segment_secs
                 .or(file.segment_secs)
                 .unwrap_or(d.segment_secs),
+            record_min_free_mb: cli
+                .record_min_free_mb
+                .or(file.record_min_free_mb)
+                .unwrap_or(d.record_min_free_mb),
             wsc_udp_port: cli
                 .wsc_udp_port
                 .or(file.wsc_udp_port)
@@ -418,6 +432,7 @@ mod tests {
         "MTU",
         "WATCHDOG_SECS",
         "RECORD_SEGMENT_SECS",
+        "RECORD_MIN_FREE_MB",
         "API_TOKEN",
         "CONFIG_FILE",
         "WSC_HOLEPUNCH_PORT",

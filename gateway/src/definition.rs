@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use api_models::{
-    CreateStream, InputDto, InputView, PatchStream, TransportDto, DEFAULT_RESTART_INTERVAL_SECS,
+    CreateStream, InputDto, InputView, PatchStream, RetentionDto, TransportDto,
+    DEFAULT_RESTART_INTERVAL_SECS,
 };
 use sources::input::check_label;
 use sources::{Credentials, IngestOptions, InputError, InputSpec, InputUrl, Transport};
@@ -49,6 +50,8 @@ pub enum DefinitionError {
     CredentialsTooLong,
     #[error("restart_interval_secs must be 1 to 86400")]
     BadRestartInterval,
+    #[error("retention: max_age_secs must be at least 60 and max_bytes at least 1048576")]
+    BadRetention,
 }
 
 /// A stream as the gateway keeps it. URLs carry no credentials; `credentials` holds them apart.
@@ -63,6 +66,16 @@ pub struct StreamDefinition {
     pub restart_interval_secs: u64,
     /// When the stream was registered, epoch milliseconds.
     pub created_ms: i64,
+    /// Limits on what is kept of its recording.
+    pub retention: RetentionDto,
+}
+
+fn check_retention(r: &RetentionDto) -> Result<(), DefinitionError> {
+    let age_ok = r.max_age_secs.is_none_or(|a| a >= 60);
+    let bytes_ok = r.max_bytes.is_none_or(|b| b >= 1 << 20);
+    (age_ok && bytes_ok)
+        .then_some(())
+        .ok_or(DefinitionError::BadRetention)
 }
 
 /// Checks a stream id: 1 to 64 characters of `[A-Za-z0-9_-]` (safe in URLs, file names and logs).
@@ -88,6 +101,8 @@ impl StreamDefinition {
             .restart_interval_secs
             .unwrap_or(DEFAULT_RESTART_INTERVAL_SECS);
         check_restart_interval(restart_interval_secs)?;
+        let retention = req.retention.unwrap_or_default();
+        check_retention(&retention)?;
         Ok(StreamDefinition {
             source_id: req.source_id,
             inputs,
@@ -95,6 +110,7 @@ impl StreamDefinition {
             should_record: req.should_record,
             restart_interval_secs,
             created_ms,
+            retention,
         })
     }
 
@@ -116,6 +132,10 @@ impl StreamDefinition {
         if let Some(secs) = patch.restart_interval_secs {
             check_restart_interval(secs)?;
             next.restart_interval_secs = secs;
+        }
+        if let Some(retention) = patch.retention {
+            check_retention(&retention)?;
+            next.retention = retention;
         }
         Ok(next)
     }
@@ -311,6 +331,7 @@ mod tests {
             password: None,
             should_record: false,
             restart_interval_secs: None,
+            retention: None,
         }
     }
 

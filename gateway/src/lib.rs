@@ -12,6 +12,7 @@ pub mod definition;
 pub mod error;
 pub mod recordings_api;
 pub mod registry;
+pub mod retention;
 mod server;
 pub mod store;
 mod view;

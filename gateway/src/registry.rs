@@ -10,7 +10,7 @@
 //! calls on the same stream never interleave: each marks the stream busy, and a second call meanwhile gets
 //! [`RegistryError::Busy`] (409) instead of waiting.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use api_models::{CreateStream, PatchStream, StreamView};
 use dvr::recorder::{RecorderHandle, RecorderOptions};
+use dvr::retention::StreamLimits;
 use dvr::segmenter::SegmenterOptions;
 use hub::{Hub, HubOptions};
 use parking_lot::Mutex;
@@ -26,6 +27,7 @@ use tracing::{info, warn};
 
 use crate::catalog::{self, RecordingStatus};
 use crate::definition::{DefinitionError, StreamDefinition};
+use crate::retention::RetentionTrigger;
 use crate::store::{Store, StoreError};
 use crate::view::stream_view;
 
@@ -75,6 +77,8 @@ pub struct RegistryOptions {
     /// Recordings go under `<recordings_dir>/<source_id>/`.
     pub recordings_dir: PathBuf,
     pub segmenter: SegmenterOptions,
+    /// Woken when a segment is finished.
+    pub retention: RetentionTrigger,
 }
 
 /// One registered stream.
@@ -266,6 +270,34 @@ impl StreamRegistry {
         entries.iter().map(|e| e.view()).collect()
     }
 
+    /// Each stream's retention limits, for the retention planner.
+    pub fn retention_limits(&self) -> HashMap<String, StreamLimits> {
+        let entries: Vec<Arc<Entry>> = self.streams.lock().values().cloned().collect();
+        entries
+            .iter()
+            .map(|e| {
+                let def = e.definition();
+                let r = def.retention;
+                (
+                    def.source_id.clone(),
+                    StreamLimits {
+                        max_age_ms: r.max_age_secs.map(|s| s as i64 * 1000),
+                        max_bytes: r.max_bytes,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// After retention deleted some of a stream's segments: what is left.
+    pub fn set_recorded_totals(&self, id: &str, bytes: u64, oldest_ms: Option<i64>) {
+        if let Some(e) = self.streams.lock().get(id).cloned() {
+            let mut s = e.recording.lock();
+            s.bytes = bytes;
+            s.oldest_ms = oldest_ms;
+        }
+    }
+
     /// The database (the recordings catalog reads it).
     pub fn store(&self) -> &Store {
         &self.store
@@ -368,6 +400,7 @@ impl StreamRegistry {
             def.source_id.clone(),
             rx,
             entry.recording.clone(),
+            self.options.retention.clone(),
         ));
         // Stream ids are validated to `[A-Za-z0-9_-]`: safe as a directory name.
         let handle = RecorderHandle::spawn(

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::registry::{RegistryError, RegistryOptions, StreamRegistry};
+use crate::retention::RetentionTrigger;
 use crate::store::Store;
 use crate::viewers::ViewerBudget;
 use crate::webrtc::WebRtcService;
@@ -36,6 +37,7 @@ pub struct Gateway {
     webrtc: Arc<WebRtcService>,
     viewers: Arc<ViewerBudget>,
     stop_http: CancellationToken,
+    stop_retention: CancellationToken,
     http: JoinHandle<std::io::Result<()>>,
 }
 
@@ -55,6 +57,7 @@ impl Gateway {
             .with_context(|| format!("binding WSC-RTP UDP {wsc_bind}"))?;
         let webrtc = WebRtcService::new(config.webrtc.clone(), viewers.clone());
         let store = Store::open(&config.data_dir).await?;
+        let retention_trigger = RetentionTrigger::default();
         let recordings_dir = config.data_dir.join("recordings");
         let healed = crate::catalog::heal(&store, &recordings_dir)
             .await
@@ -68,7 +71,8 @@ impl Gateway {
                 max_streams: config.max_streams,
                 watchdog: Duration::from_secs(config.watchdog_secs),
                 mtu: config.mtu,
-                recordings_dir,
+                recordings_dir: recordings_dir.clone(),
+                retention: retention_trigger.clone(),
                 segmenter: SegmenterOptions {
                     segment_ms: config.segment_secs as i64 * 1000,
                     ..SegmenterOptions::default()
@@ -76,6 +80,15 @@ impl Gateway {
             },
         ));
         let restored = registry.restore().await.context("restoring streams")?;
+        let stop_retention = CancellationToken::new();
+        tokio::spawn(crate::retention::run(
+            registry.store().clone(),
+            registry.clone(),
+            recordings_dir,
+            config.record_min_free_mb.saturating_mul(1 << 20),
+            retention_trigger,
+            stop_retention.clone(),
+        ));
         if config.demo {
             ensure_demo(&registry).await?;
         }
@@ -106,6 +119,7 @@ impl Gateway {
             webrtc,
             viewers,
             stop_http,
+            stop_retention,
             http,
         })
     }
@@ -152,9 +166,11 @@ impl Gateway {
             webrtc,
             viewers,
             stop_http,
+            stop_retention,
             mut http,
             ..
         } = self;
+        stop_retention.cancel();
         viewers.begin_shutdown();
         stop_http.cancel();
         webrtc.close_all().await;
@@ -201,6 +217,7 @@ async fn ensure_demo(registry: &StreamRegistry) -> anyhow::Result<()> {
         password: None,
         should_record: false,
         restart_interval_secs: None,
+        retention: None,
     };
     match registry.create(req).await {
         Ok(_) | Err(RegistryError::Exists(_)) => Ok(()),

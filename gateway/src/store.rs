@@ -2,7 +2,8 @@
 //!
 //! Schema (version kept in `PRAGMA user_version`, migrated forward at open):
 //! - `streams(source_id TEXT PRIMARY KEY, inputs TEXT /* JSON [{label, url, priority, transport}] */,
-//!   should_record INTEGER /* 0|1 */, restart_interval_secs INTEGER, created_ms INTEGER /* epoch ms */)`;
+//!   should_record INTEGER /* 0|1 */, restart_interval_secs INTEGER, created_ms INTEGER /* epoch ms */,
+//!   retention_max_age_secs INTEGER NULL, retention_max_bytes INTEGER NULL)`;
 //!   the URLs in `inputs` never carry credentials.
 //! - `stream_credentials(source_id TEXT PRIMARY KEY REFERENCES streams ON DELETE CASCADE, username, password)`:
 //!   credentials live apart from URLs, so a dump of `streams` leaks nothing.
@@ -56,6 +57,10 @@ const MIGRATIONS: &[&str] = &[
         state TEXT NOT NULL
     );
     CREATE INDEX segments_by_time ON segments (source_id, start_ms);
+"#,
+    r#"
+    ALTER TABLE streams ADD COLUMN retention_max_age_secs INTEGER;
+    ALTER TABLE streams ADD COLUMN retention_max_bytes INTEGER;
 "#,
 ];
 
@@ -132,9 +137,18 @@ impl Store {
             let inputs = inputs_json(&def.inputs)?;
             let inserted = tx
                 .execute(
-                    "INSERT INTO streams (source_id, inputs, should_record, restart_interval_secs, created_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (source_id) DO NOTHING",
-                    params![def.source_id, inputs, def.should_record, def.restart_interval_secs, def.created_ms],
+                    "INSERT INTO streams (source_id, inputs, should_record, restart_interval_secs, created_ms,
+                        retention_max_age_secs, retention_max_bytes)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (source_id) DO NOTHING",
+                    params![
+                        def.source_id,
+                        inputs,
+                        def.should_record,
+                        def.restart_interval_secs,
+                        def.created_ms,
+                        def.retention.max_age_secs.map(|v| v as i64),
+                        def.retention.max_bytes.map(|v| v as i64)
+                    ],
                 )
                 .map_err(other)?;
             if inserted == 0 {
@@ -153,13 +167,16 @@ impl Store {
             let inputs = inputs_json(&def.inputs)?;
             let updated = tx
                 .execute(
-                    "UPDATE streams SET inputs = ?2, should_record = ?3, restart_interval_secs = ?4
+                    "UPDATE streams SET inputs = ?2, should_record = ?3, restart_interval_secs = ?4,
+                        retention_max_age_secs = ?5, retention_max_bytes = ?6
                      WHERE source_id = ?1",
                     params![
                         def.source_id,
                         inputs,
                         def.should_record,
-                        def.restart_interval_secs
+                        def.restart_interval_secs,
+                        def.retention.max_age_secs.map(|v| v as i64),
+                        def.retention.max_bytes.map(|v| v as i64)
                     ],
                 )
                 .map_err(other)?;
@@ -232,8 +249,10 @@ impl Store {
     }
 }
 
-const SELECT: &str = "SELECT s.source_id, s.inputs, s.should_record, s.restart_interval_secs, s.created_ms,
-    c.username, c.password FROM streams s LEFT JOIN stream_credentials c ON c.source_id = s.source_id";
+const SELECT: &str =
+    "SELECT s.source_id, s.inputs, s.should_record, s.restart_interval_secs, s.created_ms,
+    c.username, c.password, s.retention_max_age_secs, s.retention_max_bytes
+    FROM streams s LEFT JOIN stream_credentials c ON c.source_id = s.source_id";
 
 /// A row of [`SELECT`].
 struct Row {
@@ -244,6 +263,8 @@ struct Row {
     created_ms: i64,
     username: Option<String>,
     password: Option<String>,
+    retention_max_age_secs: Option<i64>,
+    retention_max_bytes: Option<i64>,
 }
 
 impl Row {
@@ -256,6 +277,8 @@ impl Row {
             created_ms: r.get(4)?,
             username: r.get(5)?,
             password: r.get(6)?,
+            retention_max_age_secs: r.get(7)?,
+            retention_max_bytes: r.get(8)?,
         })
     }
 
@@ -290,6 +313,10 @@ impl Row {
             should_record: self.should_record,
             restart_interval_secs: self.restart_interval_secs,
             created_ms: self.created_ms,
+            retention: api_models::RetentionDto {
+                max_age_secs: self.retention_max_age_secs.map(|v| v as u64),
+                max_bytes: self.retention_max_bytes.map(|v| v as u64),
+            },
         })
     }
 }
@@ -372,6 +399,10 @@ mod tests {
             should_record: true,
             restart_interval_secs: 30,
             created_ms,
+            retention: api_models::RetentionDto {
+                max_age_secs: Some(86_400),
+                max_bytes: None,
+            },
         }
     }
 

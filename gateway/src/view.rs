@@ -37,6 +37,7 @@ pub fn stream_view(def: &StreamDefinition, hub: &Hub, recording: &RecordingStatu
         has_credentials: def.credentials.is_some(),
         should_record: def.should_record,
         recording: recording.view(),
+        retention: def.retention,
         restart_interval_secs: def.restart_interval_secs,
     }
 }

@@ -306,3 +306,109 @@ async fn a_crash_mid_segment_is_recovered_and_recording_goes_on() {
     gateway.kill().unwrap();
     gateway.wait().unwrap();
 }
+
+async fn recordings(base: &str) -> Vec<Value> {
+    let rec = get_json(&format!("{base}/streams/cam/recordings"))
+        .await
+        .unwrap();
+    rec["ranges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["segments"].as_array().unwrap().clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_a_stream_under_its_bytes() {
+    // About 500 kB a second (incompressible picture at 4 Mbit/s), in 1 s segments.
+    let (_fixture, gw, dir) = common::gateway_with_camera_and(
+        FixtureOptions {
+            pattern: "snow",
+            bitrate_kbps: 4_000,
+            gop: 25,
+            ..Default::default()
+        },
+        |c| c.segment_secs = 1,
+    )
+    .await;
+    let base = gw.base_url();
+    let http = reqwest::Client::new();
+    let r = http
+        .patch(format!("{base}/streams/cam"))
+        .json(&json!({"retention": {"max_bytes": 10}}))
+        .send()
+        .await
+        .unwrap();
+    common::assert_error(r, 400, "bad_request").await;
+    let started = now_ms();
+    let r = http
+        .patch(format!("{base}/streams/cam"))
+        .json(&json!({"should_record": true, "retention": {"max_bytes": 1_048_576, "max_age_secs": 3600}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["retention"]["max_bytes"], 1_048_576);
+    tokio::time::sleep(Duration::from_secs(7)).await;
+
+    let segs = recordings(&base).await;
+    let complete: Vec<&Value> = segs.iter().filter(|s| s["state"] == "complete").collect();
+    let kept: u64 = complete.iter().map(|s| s["bytes"].as_u64().unwrap()).sum();
+    assert!(
+        !complete.is_empty() && kept <= 1_048_576,
+        "{kept} bytes kept: {segs:?}"
+    );
+    assert!(
+        segs[0]["start_ms"].as_i64().unwrap() > started + 2_000,
+        "the oldest segments went: {segs:?}"
+    );
+    let files = std::fs::read_dir(dir.path().join("recordings/cam"))
+        .unwrap()
+        .count();
+    assert_eq!(files, segs.len(), "deleted from disk and catalog alike");
+    let view = get_json(&format!("{base}/streams/cam")).await.unwrap();
+    assert_eq!(view["recording"]["bytes"].as_u64().unwrap(), kept, "{view}");
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_disk_floor_frees_space_but_never_the_segment_being_written() {
+    // A floor no disk meets: every finished segment must go, and recording must go on regardless.
+    let (_fixture, gw, _dir) = common::gateway_with_camera_and(
+        FixtureOptions {
+            gop: 25,
+            ..Default::default()
+        },
+        |c| {
+            c.segment_secs = 1;
+            c.record_min_free_mb = 1 << 40;
+        },
+    )
+    .await;
+    let base = gw.base_url();
+    let r = reqwest::Client::new()
+        .patch(format!("{base}/streams/cam"))
+        .json(&json!({"should_record": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let segs = recordings(&base).await;
+        if segs.len() == 1 && segs[0]["state"] == "writing" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "finished segments stayed: {segs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let view = get_json(&format!("{base}/streams/cam")).await.unwrap();
+    assert_eq!(view["recording"]["state"], "recording", "{view}");
+    gw.shutdown().await.unwrap();
+}
