@@ -36,6 +36,9 @@ pub enum AppError {
     /// No such stream (404).
     #[error("stream {0:?} not found")]
     StreamNotFound(String),
+    /// Nothing recorded where the request looked (404).
+    #[error("{0}")]
+    NothingRecorded(String),
     /// No such viewer session (404).
     #[error("{0}")]
     SessionNotFound(String),
@@ -86,6 +89,7 @@ impl AppError {
             AppError::StreamNotFound(_)
             | AppError::SessionNotFound(_)
             | AppError::RouteNotFound => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::NothingRecorded(_) => (StatusCode::NOT_FOUND, "nothing_recorded"),
             AppError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "no_common_codec"),
             AppError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")

@@ -1,17 +1,30 @@
 //! What is recorded of a stream: `GET /streams/{source_id}/recordings?start=&end=` answers the contiguous
-//! recorded ranges (adjacent segments merged, gaps visible) and the segments behind each, from the catalog.
+//! recorded ranges (adjacent segments merged, gaps visible) and the segments behind each, from the catalog;
+//! `GET /streams/{source_id}/recordings/export?start=&end=` answers one MP4 of a range.
+//!
+//! An export is built once into `<data_dir>/exports/` (named by stream, range and the segments it read) and
+//! served from there with `Accept-Ranges`, so players can seek and a repeated download costs nothing; exports
+//! older than an hour are removed.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use api_models::{ErrorBody, RecordedRange, Recordings};
 use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use dvr::export::{export, ExportError, ExportPart};
 use dvr::ranges::{recorded_ranges, Span};
 use serde::Deserialize;
+use sources::Codec;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::catalog::SegmentRow;
 use crate::error::{ApiPath, AppError};
 use crate::AppState;
 
@@ -50,7 +63,172 @@ impl Window {
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_recordings))
+    OpenApiRouter::new()
+        .routes(routes!(list_recordings))
+        .routes(routes!(export_recording))
+}
+
+/// Longest range one export may cover.
+const MAX_EXPORT_MS: i64 = 6 * 3600 * 1000;
+/// Exports are kept this long for repeated and ranged downloads.
+const EXPORT_KEEP: Duration = Duration::from_secs(3600);
+
+/// One MP4 of a recorded range: from the keyframe at or before `start` to `end`, finished segments only.
+#[utoipa::path(
+    get,
+    path = "/streams/{source_id}/recordings/export",
+    tag = "recordings",
+    params(("source_id" = String, Path, description = "Stream id"), Window),
+    responses(
+        (status = 200, description = "The MP4 (`video/mp4`, `Accept-Ranges: bytes`); `X-Recording-Start-Ms` and \
+            `X-Recording-End-Ms` give the instants it really covers", content_type = "video/mp4"),
+        (status = 206, description = "Part of it, for a `Range` request"),
+        (status = 400, description = "start or end missing, start not before end, not epoch ms, or more than 6 h",
+            body = ErrorBody),
+        (status = 404, description = "No such stream, or nothing recorded (and finished) in the range",
+            body = ErrorBody),
+        (status = 422, description = "The range crosses a change of codec or size; export the parts apart",
+            body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody)
+    )
+)]
+async fn export_recording(
+    State(state): State<AppState>,
+    ApiPath(source_id): ApiPath<String>,
+    window: Result<Query<Window>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let Query(window) = window.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    if window.start.is_none() || window.end.is_none() {
+        return Err(AppError::BadRequest(
+            "an export needs both start and end".into(),
+        ));
+    }
+    let (start, end) = window.check()?;
+    if end - start > MAX_EXPORT_MS {
+        return Err(AppError::BadRequest(format!(
+            "an export covers at most {} hours",
+            MAX_EXPORT_MS / 3_600_000
+        )));
+    }
+    state.registry.get(&source_id)?;
+    let rows: Vec<SegmentRow> = state
+        .registry
+        .store()
+        .segments(&source_id, start, end)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!(e).context("recordings catalog")))?
+        .into_iter()
+        .filter(|r| r.state != "writing")
+        .collect();
+    let Some(first) = rows.first() else {
+        return Err(AppError::NothingRecorded(format!(
+            "nothing recorded of {source_id:?} between {start} and {end}"
+        )));
+    };
+    if let Some(other) = rows
+        .iter()
+        .find(|r| (&r.codec, r.width, r.height) != (&first.codec, first.width, first.height))
+    {
+        return Err(AppError::Unprocessable(format!(
+            "the stream changed from {} {}x{} to {} {}x{} at {}; export the parts apart",
+            first.codec,
+            first.width,
+            first.height,
+            other.codec,
+            other.width,
+            other.height,
+            other.start_ms
+        )));
+    }
+    let codec = if first.codec == "h265" {
+        Codec::H265
+    } else {
+        Codec::H264
+    };
+    let dir = state.config.data_dir.join("exports");
+    let last = rows.last().expect("not empty");
+    let name = format!(
+        "{source_id}-{start}-{end}-{}-{}-{}.mp4",
+        rows.len(),
+        last.id,
+        last.bytes
+    );
+    let file = dir.join(&name);
+    let parts: Vec<ExportPart> = rows
+        .iter()
+        .map(|r| ExportPart {
+            path: PathBuf::from(&r.path),
+            start_ms: r.start_ms,
+        })
+        .collect();
+    let target = file.clone();
+    let exported = tokio::task::spawn_blocking(move || -> Result<(i64, i64), ExportError> {
+        std::fs::create_dir_all(&dir)?;
+        remove_old_exports(&dir);
+        let meta = target.with_extension("range");
+        if let (true, Ok(text)) = (target.exists(), std::fs::read_to_string(&meta)) {
+            if let Some((a, b)) = text.split_once(' ') {
+                if let (Ok(a), Ok(b)) = (a.parse(), b.trim().parse()) {
+                    return Ok((a, b));
+                }
+            }
+        }
+        // Written under a temporary name and renamed, so a half-built file is never served.
+        let partial = target.with_extension("partial");
+        let done = export(&parts, codec, start, end, &partial)?;
+        std::fs::rename(&partial, &target)?;
+        std::fs::write(&meta, format!("{} {}", done.start_ms, done.end_ms))?;
+        Ok((done.start_ms, done.end_ms))
+    })
+    .await
+    .map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
+    let (real_start, real_end) = match exported {
+        Ok(r) => r,
+        Err(ExportError::Empty) => {
+            return Err(AppError::NothingRecorded(format!(
+                "nothing recorded of {source_id:?} between {start} and {end}"
+            )))
+        }
+        Err(e) => return Err(AppError::Internal(anyhow::anyhow!(e).context("export"))),
+    };
+    let mut req = axum::http::Request::builder().uri("/");
+    if let Some(range) = headers.get(header::RANGE) {
+        req = req.header(header::RANGE, range);
+    }
+    let req = req
+        .body(axum::body::Body::empty())
+        .map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
+    let served = ServeFile::new_with_mime(&file, &"video/mp4".parse().expect("a MIME type"))
+        .oneshot(req)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
+    let mut resp = served.map(axum::body::Body::new).into_response();
+    let h = resp.headers_mut();
+    h.insert("x-recording-start-ms", real_start.into());
+    h.insert("x-recording-end-ms", real_end.into());
+    if let Ok(v) = format!("attachment; filename=\"{source_id}-{real_start}.mp4\"").parse() {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
+/// Deletes exports older than [`EXPORT_KEEP`].
+fn remove_old_exports(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > EXPORT_KEEP);
+        if old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// The stream's recorded ranges in a time window, with their segments.
