@@ -243,6 +243,13 @@ pub struct RecordedRange {
     pub segments: Vec<SegmentView>,
 }
 
+/// Body of `DELETE /streams/{source_id}/recordings?before=`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeletedRecordings {
+    pub segments: u64,
+    pub bytes: u64,
+}
+
 /// Body of `GET /streams/{source_id}/recordings`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Recordings {

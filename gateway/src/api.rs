@@ -9,6 +9,8 @@
 //! | `DELETE /streams/{source_id}` | 204 |
 //! | `GET /health` | 200 + [`Health`] |
 //! | `GET /streams/{source_id}/recordings?start=&end=` | 200 + recorded ranges (`recordings_api.rs`) |
+//! | `GET /streams/{source_id}/recordings/export?start=&end=` | 200, one MP4 of the range |
+//! | `DELETE /streams/{source_id}/recordings?before=` | 200 + what was deleted |
 //!
 //! Viewer sessions (WSC-RTP, WebRTC, WHEP) are in `viewer_api.rs`, merged into the same OpenAPI document.
 //! Errors are [`ErrorBody`] JSON, mapped in `error.rs`. The served document is at `/api-docs/openapi.json`.

@@ -1,6 +1,7 @@
 //! What is recorded of a stream: `GET /streams/{source_id}/recordings?start=&end=` answers the contiguous
 //! recorded ranges (adjacent segments merged, gaps visible) and the segments behind each, from the catalog;
-//! `GET /streams/{source_id}/recordings/export?start=&end=` answers one MP4 of a range.
+//! `GET /streams/{source_id}/recordings/export?start=&end=` answers one MP4 of a range;
+//! `DELETE /streams/{source_id}/recordings?before=` removes finished segments by hand.
 //!
 //! An export is built once into `<data_dir>/exports/` (named by stream, range and the segments it read) and
 //! served from there with `Accept-Ranges`, so players can seek and a repeated download costs nothing; exports
@@ -64,7 +65,7 @@ impl Window {
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list_recordings))
+        .routes(routes!(list_recordings, delete_recordings))
         .routes(routes!(export_recording))
 }
 
@@ -211,6 +212,81 @@ async fn export_recording(
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)
+}
+
+/// The instant before which `DELETE .../recordings` removes segments.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct Before {
+    /// Epoch ms: finished segments that end at or before it are deleted.
+    pub before: i64,
+}
+
+/// Manual clean-up: deletes the stream's finished segments that end at or before `before`, files and catalog rows.
+/// The segment being written is never touched.
+#[utoipa::path(
+    delete,
+    path = "/streams/{source_id}/recordings",
+    tag = "recordings",
+    params(("source_id" = String, Path, description = "Stream id"), Before),
+    security((), ("api_token" = [])),
+    responses(
+        (status = 200, description = "How many segments and bytes were deleted", body = api_models::DeletedRecordings),
+        (status = 400, description = "before missing or not epoch milliseconds", body = ErrorBody),
+        (status = 401, description = "API token missing or wrong", body = ErrorBody),
+        (status = 404, description = "No such stream", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody)
+    )
+)]
+async fn delete_recordings(
+    State(state): State<AppState>,
+    ApiPath(source_id): ApiPath<String>,
+    before: Result<Query<Before>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<api_models::DeletedRecordings>, AppError> {
+    let Query(Before { before }) = before.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    if !(0..=MAX_INSTANT_MS).contains(&before) {
+        return Err(AppError::BadRequest(format!(
+            "before must be epoch milliseconds between 0 and {MAX_INSTANT_MS}"
+        )));
+    }
+    state.registry.get(&source_id)?;
+    let store = state.registry.store();
+    let rows = store
+        .segments(&source_id, i64::MIN, before)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
+    let (mut segments, mut bytes) = (0u64, 0u64);
+    for row in rows
+        .iter()
+        .filter(|r| r.state != "writing" && r.end_ms.is_some_and(|e| e <= before))
+    {
+        match std::fs::remove_file(&row.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(AppError::Internal(
+                    anyhow::anyhow!(e).context("deleting a segment"),
+                ))
+            }
+        }
+        store
+            .delete_segment(row.id)
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
+        segments += 1;
+        bytes += row.bytes;
+    }
+    let left = store
+        .segments(&source_id, i64::MIN, i64::MAX)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
+    state.registry.set_recorded_totals(
+        &source_id,
+        left.iter().map(|r| r.bytes).sum(),
+        left.iter().map(|r| r.start_ms).min(),
+    );
+    Ok(Json(api_models::DeletedRecordings { segments, bytes }))
 }
 
 /// Deletes exports older than [`EXPORT_KEEP`].

@@ -412,3 +412,46 @@ async fn the_disk_floor_frees_space_but_never_the_segment_being_written() {
     assert_eq!(view["recording"]["state"], "recording", "{view}");
     gw.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h265_is_recorded_too() {
+    let (_fixture, gw, dir) = common::gateway_with_camera_and(
+        FixtureOptions {
+            codec: testdata::FixtureCodec::H265,
+            gop: 25,
+            ..Default::default()
+        },
+        |c| c.segment_secs = 2,
+    )
+    .await;
+    let base = gw.base_url();
+    let http = reqwest::Client::new();
+    let patch = |record: bool| {
+        http.patch(format!("{base}/streams/cam"))
+            .json(&json!({ "should_record": record }))
+            .send()
+    };
+    assert_eq!(patch(true).await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(5_500)).await;
+    assert_eq!(patch(false).await.unwrap().status(), 200);
+    let segs = recordings(&base).await;
+    assert!(segs.len() >= 3, "{segs:?}");
+    for pair in segs.windows(2) {
+        assert_eq!(
+            pair[0]["end_ms"], pair[1]["start_ms"],
+            "contiguous: {segs:?}"
+        );
+    }
+    for s in &segs {
+        assert_eq!(
+            (s["codec"].as_str(), s["state"].as_str()),
+            (Some("h265"), Some("complete"))
+        );
+        let file = dir
+            .path()
+            .join(format!("recordings/cam/{}.mp4", s["start_ms"]));
+        let (frames, _) = probe(&file);
+        assert!(frames > 0, "{}", file.display());
+    }
+    gw.shutdown().await.unwrap();
+}
