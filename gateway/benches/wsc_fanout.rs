@@ -18,26 +18,9 @@ use serde_json::{json, Value};
 use testdata::{FixtureOptions, RtspFixture};
 use tokio::net::UdpSocket;
 
-fn ticks_per_sec() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
-}
-
-/// (CPU seconds, RSS KiB) of a process.
-fn proc_usage(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let cpu = (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / ticks_per_sec();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    (cpu, rss)
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::{proc_usage, spawn_gateway, Gw};
 
 fn thread_cpu() -> f64 {
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
@@ -47,57 +30,17 @@ fn thread_cpu() -> f64 {
     t(u.ru_utime) + t(u.ru_stime)
 }
 
-struct Gw {
-    child: std::process::Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Gw {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start_gateway(camera: &str) -> Gw {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let udp_port = StdUdp::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args([
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--wsc-udp-port",
-            &udp_port.to_string(),
-        ])
-        .args(["--max-sessions", "5000"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+        .port()
+        .to_string();
+    let gw = spawn_gateway(&["--wsc-udp-port", &udp_port, "--max-sessions", "5000"]).await;
+    let base = gw.base.clone();
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/health")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "gateway did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let r = client
         .post(format!("{base}/streams"))
         .json(&json!({"source_id": "cam", "rtsp_inputs": [{"label": "main", "url": camera, "priority": 0}]}))
@@ -123,11 +66,7 @@ async fn start_gateway(camera: &str) -> Gw {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Gw {
-        child,
-        base,
-        _dir: dir,
-    }
+    gw
 }
 
 struct Receivers {

@@ -477,7 +477,8 @@ mod tests {
         let store = Store::open(dir.path()).await.unwrap();
         let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
         conn.execute(
-            "INSERT INTO streams VALUES ('bad', '[{\"label\":\"m\",\"url\":\"ftp://x\",\"priority\":0,\"transport\":\"tcp\"}]', 0, 60, 0)",
+            "INSERT INTO streams (source_id, inputs, should_record, restart_interval_secs, created_ms)
+             VALUES ('bad', '[{\"label\":\"m\",\"url\":\"ftp://x\",\"priority\":0,\"transport\":\"tcp\"}]', 0, 60, 0)",
             [],
         )
         .unwrap();
