@@ -9,7 +9,7 @@
 //! keyframe; the catalog sees the gap.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,8 +58,8 @@ pub enum RecorderEvent {
         bytes: u64,
         reason: CloseReason,
     },
-    /// Writing failed (disk full, say); the segment's file is left as it is, and recording resumes at the next
-    /// keyframe.
+    /// Writing failed (disk full, say); the segment's file is left as it is (up to its last complete fragment it
+    /// is readable: see `recover`), and recording resumes at the next keyframe.
     Failed { path: PathBuf, error: String },
 }
 
@@ -106,11 +106,19 @@ async fn run(
 ) {
     let (tx, rx) = mpsc::unbounded_channel::<Command>();
     let queued = Arc::new(AtomicUsize::new(0));
+    // Set by the writer thread when a segment failed (disk full, say), so the segmenter starts a new one at the
+    // next keyframe instead of feeding a segment nobody writes.
+    let failed = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (events, queued, fragment_ms) = (events.clone(), queued.clone(), opts.fragment_ms);
+        let (events, queued, failed, fragment_ms) = (
+            events.clone(),
+            queued.clone(),
+            failed.clone(),
+            opts.fragment_ms,
+        );
         std::thread::Builder::new()
             .name(format!("dvr-{}", hub.stream_id()))
-            .spawn(move || write_loop(rx, events, queued, fragment_ms))
+            .spawn(move || write_loop(rx, events, queued, failed, fragment_ms))
     };
     let writer = match writer {
         Ok(w) => w,
@@ -133,8 +141,9 @@ async fn run(
             () = stop.cancelled() => break,
             f = sub.recv() => match f { Some(f) => f, None => break },
         };
-        let lost =
-            sub.dropped() != hub_drops || queued.load(Ordering::Acquire) >= MAX_QUEUED_FRAMES;
+        let lost = sub.dropped() != hub_drops
+            || queued.load(Ordering::Acquire) >= MAX_QUEUED_FRAMES
+            || failed.swap(false, Ordering::AcqRel);
         hub_drops = sub.dropped();
         if lost {
             if let Some(c) = segmenter.dropped() {
@@ -176,12 +185,16 @@ fn write_loop(
     mut rx: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<RecorderEvent>,
     queued: Arc<AtomicUsize>,
+    failed: Arc<AtomicBool>,
     fragment_ms: u32,
 ) {
     let mut current: Option<SegmentWriter> = None;
-    let fail = |w: &SegmentWriter, error: String| RecorderEvent::Failed {
-        path: w.path().to_owned(),
-        error,
+    let fail = |w: &SegmentWriter, error: String| {
+        failed.store(true, Ordering::Release);
+        RecorderEvent::Failed {
+            path: w.path().to_owned(),
+            error,
+        }
     };
     while let Some(cmd) = rx.blocking_recv() {
         match cmd {
@@ -211,6 +224,7 @@ fn write_loop(
                         }
                     }
                     Err(e) => {
+                        failed.store(true, Ordering::Release);
                         let _ = events.send(RecorderEvent::Failed {
                             path,
                             error: e.to_string(),

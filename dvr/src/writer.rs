@@ -37,7 +37,8 @@ pub struct SegmentWriter {
     frames: u64,
 }
 
-/// Bytes the muxing pipeline may hold before a push waits (a few seconds of a high-bitrate camera).
+/// Bytes the muxing pipeline may fall behind by (a few seconds of a high-bitrate camera) before the segment is
+/// given up. Pushes never block: a pipeline that failed downstream (a full disk) would never drain a blocked one.
 const MAX_QUEUED_BYTES: u64 = 8 * 1024 * 1024;
 
 impl SegmentWriter {
@@ -60,7 +61,7 @@ impl SegmentWriter {
             ),
         };
         let launch = format!(
-            "appsrc name=src format=time is-live=false block=true max-bytes={MAX_QUEUED_BYTES} caps=\"{caps}\" \
+            "appsrc name=src format=time is-live=false block=false caps=\"{caps}\" \
              ! {parse} ! mp4mux fragment-duration={fragment_ms} fragment-mode=first-moov-then-finalise \
              ! filesink name=sink"
         );
@@ -90,8 +91,18 @@ impl SegmentWriter {
         })
     }
 
-    /// Appends one frame (of the codec the segment was created with).
+    /// Appends one frame (of the codec the segment was created with). Fails once the pipeline has failed (a full
+    /// disk, say) or fallen too far behind.
     pub fn write(&mut self, frame: &Frame) -> Result<(), WriterError> {
+        if let Some(e) = bus_error(&self.pipeline) {
+            return Err(WriterError::Pipeline(e));
+        }
+        if self.src.current_level_bytes() > MAX_QUEUED_BYTES {
+            return Err(WriterError::Pipeline(format!(
+                "the muxer fell more than {} MiB behind",
+                MAX_QUEUED_BYTES >> 20
+            )));
+        }
         let mut data = Vec::with_capacity(frame.data.len() + 256);
         if frame.is_keyframe {
             append_parameter_sets(&mut data, &frame.params);

@@ -165,6 +165,36 @@ impl Store {
     }
 }
 
+/// After a failed write: cuts the segment after its last complete fragment and marks it `recovered` with its real
+/// end; a file with nothing readable goes, with its row.
+async fn keep_what_was_written(
+    store: &Store,
+    source_id: &str,
+    path: &Path,
+    status: &Arc<Mutex<RecordingStatus>>,
+) -> Result<(), StoreError> {
+    let rows = store.segments(source_id, i64::MIN, i64::MAX).await?;
+    let Some(row) = rows
+        .into_iter()
+        .find(|r| Path::new(&r.path) == path && r.state == "writing")
+    else {
+        return Ok(());
+    };
+    let p = path.to_owned();
+    match tokio::task::spawn_blocking(move || dvr::recover::recover(&p)).await {
+        Ok(Ok(info)) => {
+            status.lock().bytes += info.bytes;
+            store
+                .segment_recovered(source_id, path, row.start_ms, &info)
+                .await
+        }
+        _ => {
+            let _ = std::fs::remove_file(path);
+            store.delete_segment(row.id).await
+        }
+    }
+}
+
 /// Writes one recorder's reports into the catalog until the recorder stops, keeping `status` current.
 pub async fn follow_recorder(
     store: Store,
@@ -216,13 +246,17 @@ pub async fn follow_recorder(
             }
             RecorderEvent::Failed { path, error } => {
                 warn!(source_id = %source_id, path = %path.display(), error = %error, "recording failed");
-                let mut s = status.lock();
-                s.writing = false;
-                s.failed = true;
-                s.last_error = Some(error.clone());
+                {
+                    let mut s = status.lock();
+                    s.writing = false;
+                    s.failed = true;
+                    s.last_error = Some(error.clone());
+                }
+                // What was written up to the last complete fragment stays, as a recovered segment.
+                let r = keep_what_was_written(&store, &source_id, path, &status).await;
                 // Often a full disk: let retention make room before the next segment.
                 retention.poke();
-                Ok(())
+                r
             }
         };
         if let Err(e) = result {

@@ -455,3 +455,96 @@ async fn h265_is_recorded_too() {
     }
     gw.shutdown().await.unwrap();
 }
+
+/// A small tmpfs mounted for the test (the gateway runs as root here, as scripts/setup.sh does), unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("mount runs")
+            .success();
+        assert!(ok, "mounting a {size} tmpfs needs root");
+        SmallDisk(at.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_ends_the_segment_cleanly_and_recording_resumes() {
+    let data = tempfile::tempdir().unwrap();
+    // The recordings filesystem holds 4 MiB; the camera writes about 1 MB a second into 60 s segments.
+    let _disk = SmallDisk::mount(&data.path().join("recordings"), "4m");
+    let fixture = testdata::RtspFixture::start(FixtureOptions {
+        pattern: "snow",
+        bitrate_kbps: 8_000,
+        gop: 25,
+        ..Default::default()
+    })
+    .unwrap();
+    let gw = gateway::Gateway::start(gateway::Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data.path().to_owned(),
+        wsc_udp_port: 0,
+        segment_secs: 60,
+        record_min_free_mb: 1,
+        ..gateway::Config::default()
+    })
+    .await
+    .unwrap();
+    let base = gw.base_url();
+    let r = reqwest::Client::new()
+        .post(format!("{base}/streams"))
+        .json(&json!({"source_id": "cam", "should_record": true,
+            "rtsp_inputs": [{"label": "main", "url": fixture.url(), "priority": 0}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // The disk fills: the segment ends with an error on the stream; retention makes room; recording resumes.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut saw_error = None;
+    loop {
+        let v = get_json(&format!("{base}/streams/cam")).await.unwrap();
+        if saw_error.is_none() && v["recording"]["state"] == "error" {
+            saw_error = v["recording"]["last_error"].as_str().map(str::to_owned);
+        }
+        if saw_error.is_some() && v["recording"]["state"] == "recording" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no full disk, or no recovery from it: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let error = saw_error.unwrap();
+    assert!(!error.is_empty());
+    // Nothing on record is damaged: every finished segment plays in full.
+    for s in recordings(&base)
+        .await
+        .iter()
+        .filter(|s| s["state"] != "writing")
+    {
+        let file = data
+            .path()
+            .join(format!("recordings/cam/{}.mp4", s["start_ms"]));
+        let (frames, duration) = probe(&file);
+        let span = s["end_ms"].as_i64().unwrap() - s["start_ms"].as_i64().unwrap();
+        assert!(
+            frames > 0 && (duration * 1000.0 - span as f64).abs() <= 45.0,
+            "{s}"
+        );
+    }
+    gw.shutdown().await.unwrap();
+}
