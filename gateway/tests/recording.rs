@@ -548,3 +548,62 @@ async fn a_full_disk_ends_the_segment_cleanly_and_recording_resumes() {
     }
     gw.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_outage_is_a_gap_between_ranges() {
+    let (mut fixture, gw, dir) = common::gateway_with_camera_and(
+        FixtureOptions {
+            gop: 25,
+            ..Default::default()
+        },
+        |c| c.segment_secs = 60,
+    )
+    .await;
+    let base = gw.base_url();
+    let r = reqwest::Client::new()
+        .patch(format!("{base}/streams/cam"))
+        .json(&json!({"should_record": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    fixture.stop();
+    let stopped_at = now_ms();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    fixture.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rec = get_json(&format!("{base}/streams/cam/recordings"))
+            .await
+            .unwrap();
+        let ranges = rec["ranges"].as_array().unwrap().clone();
+        if ranges.len() == 2
+            && ranges[1]["end_ms"].as_i64().unwrap() - ranges[1]["start_ms"].as_i64().unwrap()
+                > 1_000
+        {
+            let gap =
+                ranges[1]["start_ms"].as_i64().unwrap() - ranges[0]["end_ms"].as_i64().unwrap();
+            assert!(gap >= 2_000, "the outage is a gap of {gap} ms: {rec}");
+            assert!(
+                ranges[0]["end_ms"].as_i64().unwrap() <= stopped_at + 100,
+                "{rec}"
+            );
+            // The segment before the outage was finished at the outage and plays.
+            let first = &ranges[0]["segments"][0];
+            assert_eq!(first["state"], "complete", "{rec}");
+            let (frames, _) = probe(
+                &dir.path()
+                    .join(format!("recordings/cam/{}.mp4", first["start_ms"])),
+            );
+            assert!(frames > 25, "{frames}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no second range after the camera came back: {rec}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    gw.shutdown().await.unwrap();
+}
