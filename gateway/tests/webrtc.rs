@@ -24,7 +24,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
     PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
-    RTCSessionDescription, SettingEngineBuilder,
+    RTCSessionDescription,
 };
 
 /// H.264 formats a browser offers: (payload type, profile-level-id).
@@ -67,19 +67,35 @@ struct Viewer {
 }
 
 impl Viewer {
+    /// A viewer offering these H.264 profiles (packetization-mode 1).
     async fn new(h264: &[(u8, &str)]) -> Viewer {
+        let codecs: Vec<(u8, &str, String)> = h264
+            .iter()
+            .map(|(pt, profile)| {
+                (
+                    *pt,
+                    "video/H264",
+                    format!(
+                        "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"
+                    ),
+                )
+            })
+            .collect();
+        Viewer::offering(&codecs).await
+    }
+
+    /// A viewer offering exactly these (payload type, MIME type, fmtp).
+    async fn offering(codecs: &[(u8, &str, String)]) -> Viewer {
         let mut engine = MediaEngine::default();
-        for (pt, profile) in h264 {
+        for (pt, mime, fmtp) in codecs {
             engine
                 .register_codec(
                     RTCRtpCodecParameters {
                         rtp_codec: RTCRtpCodec {
-                            mime_type: "video/H264".into(),
+                            mime_type: (*mime).into(),
                             clock_rate: 90_000,
                             channels: 0,
-                            sdp_fmtp_line: format!(
-                                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"
-                            ),
+                            sdp_fmtp_line: fmtp.clone(),
                             rtcp_feedback: vec![],
                         },
                         payload_type: *pt,
@@ -96,12 +112,6 @@ impl Viewer {
             PeerConnectionBuilder::new()
                 .with_media_engine(engine)
                 .with_interceptor_registry(registry)
-                // The test asks for packets it already has: the replay window would drop the retransmission.
-                .with_setting_engine(
-                    SettingEngineBuilder::new()
-                        .with_srtp_replay_protection_window(0)
-                        .build(),
-                )
                 .with_handler(Arc::new(Events {
                     gathered: gathered.clone(),
                     connected: connected.clone(),
@@ -782,5 +792,49 @@ async fn ice_addresses_and_ports_come_from_configuration() {
         .collect();
     assert!(!public.is_empty() && public == private, "{addrs:?}");
     let _ = viewer.pc.close().await;
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h265_goes_to_a_viewer_that_offers_it() {
+    let (_fixture, gw, _dir) = common::gateway_with_camera(FixtureOptions {
+        codec: FixtureCodec::H265,
+        gop: 25,
+        ..Default::default()
+    })
+    .await;
+    // A browser without H.265 gets the clear error; a viewer offering it gets the camera's stream as is.
+    let h264_only = Viewer::new(BROWSER_H264).await;
+    let r = create_json(&gw, "cam", &h264_only.offer).await;
+    let msg = common::assert_error(r, 406, "no_common_codec").await;
+    assert!(msg.contains("the stream sends H.265"), "{msg}");
+    let mut viewer = Viewer::offering(&[
+        (96, "video/VP8", String::new()),
+        (
+            49,
+            "video/H265",
+            "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST".into(),
+        ),
+    ])
+    .await;
+    let body: Value = create_json(&gw, "cam", &viewer.offer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let answer = body["answer"].as_str().expect("an answer").to_owned();
+    assert!(answer.contains("a=rtpmap:49 H265/90000"), "{answer}");
+    let track = viewer.answer(answer).await;
+    let mut rx = read_packets(track);
+    let packets = collect(&mut rx, Duration::from_secs(2)).await;
+    assert!(packets.iter().all(|p| p.header.payload_type == 49));
+    let wire: Vec<Vec<u8>> = packets
+        .iter()
+        .map(|p| p.marshal().unwrap().to_vec())
+        .collect();
+    let (frames, w, _) = decode_rtp(DecodeCodec::H265, &wire).expect("decodes");
+    assert!(frames >= 25 && w == 320, "{frames} frames, width {w}");
+    let _ = viewer.pc.close().await;
+    let _ = h264_only.pc.close().await;
     gw.shutdown().await.unwrap();
 }
