@@ -18,7 +18,7 @@ use sources::{Codec, Frame};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::segmenter::{CloseReason, Closed, Segmenter, SegmenterOptions, Step};
 use crate::writer::SegmentWriter;
@@ -146,6 +146,7 @@ async fn run(
             || failed.swap(false, Ordering::AcqRel);
         hub_drops = sub.dropped();
         if lost {
+            debug!(stream = %hub.stream_id(), queued = queued.load(Ordering::Acquire), hub_drops, "recorder lost frames");
             if let Some(c) = segmenter.dropped() {
                 let _ = tx.send(Command::Close(c));
             }
@@ -153,6 +154,7 @@ async fn run(
         match segmenter.push(&frame.frame) {
             Step::Skip { closed } => {
                 if let Some(c) = closed {
+                    debug!(stream = %hub.stream_id(), reason = ?c.reason, "segment closed");
                     let _ = tx.send(Command::Close(c));
                 }
             }
@@ -162,6 +164,7 @@ async fn run(
             }
             Step::Open { closed, start_ms } => {
                 if let Some(c) = closed {
+                    debug!(stream = %hub.stream_id(), reason = ?c.reason, "segment closed");
                     let _ = tx.send(Command::Close(c));
                 }
                 queued.fetch_add(1, Ordering::AcqRel);

@@ -57,8 +57,15 @@ pub async fn spawn_gateway(args: &[&str]) -> Gw {
         .args(args)
         .arg("--data-dir")
         .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
+        // BENCH_GATEWAY_LOG=<filter> keeps the gateway's log in bench-gateway.log, for looking into a figure.
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_GATEWAY_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(match std::env::var("BENCH_GATEWAY_LOG") {
+            Ok(_) => std::fs::File::create("bench-gateway.log").unwrap().into(),
+            Err(_) => std::process::Stdio::null(),
+        })
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
