@@ -290,3 +290,28 @@ async fn binary_runs_the_demo_and_stops_on_sigterm() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backward_timestamp_step_does_not_drop_the_camera() {
+    // gst-rtsp-server's shared media steps every client's RTP timestamps back when another client joins: the
+    // first stream must ride through each join, not reconnect.
+    let fixture = RtspFixture::start(FixtureOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(dir.path()).await;
+    let input = |id: &str| json!({"source_id": id, "rtsp_inputs": [{"label": "main", "url": fixture.url(), "priority": 0}]});
+    create(&gw, input("first")).await;
+    wait_view(&gw, "first", "running", |v| {
+        v["state"] == "running" && v["frames"].as_u64() > Some(25)
+    })
+    .await;
+    for id in ["second", "third"] {
+        create(&gw, input(id)).await;
+        wait_view(&gw, id, "running", |v| v["state"] == "running").await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let v = get(&gw, "/streams/first").await;
+    assert_eq!(v["reconnects"], 0, "{v}");
+    assert_eq!(v["state"], "running", "{v}");
+    assert!(v["last_error"].is_null(), "{v}");
+    gw.shutdown().await.unwrap();
+}

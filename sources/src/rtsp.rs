@@ -6,7 +6,6 @@
 //! changed them, and the new set is read back from the stream (a camera reconfigured to a new resolution shows up
 //! here). The URL given to retina never carries credentials; they go in `SessionOptions::creds`.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -33,7 +32,13 @@ pub enum RtspError {
     Ended,
     #[error("camera sent no usable parameter sets (SPS/PPS)")]
     NoParameters,
+    #[error("camera timestamps jumped {0} s forward")]
+    TimestampJump(i64),
 }
+
+/// A forward step of the camera's RTP clock beyond this ends the session (the reconnect re-anchors wall-clock
+/// time). Backward steps are taken: the stream timeline keeps `pts_90k` monotonic (`timeline.rs`).
+const MAX_FORWARD_JUMP_90K: i64 = 10 * 90_000;
 
 impl From<retina::Error> for RtspError {
     fn from(e: retina::Error) -> Self {
@@ -64,6 +69,7 @@ pub struct RtspSession {
     codec: Codec,
     params: Option<Arc<ParameterSets>>,
     first_timestamp: Option<i64>,
+    last_timestamp: Option<i64>,
 }
 
 impl RtspSession {
@@ -117,9 +123,10 @@ impl RtspSession {
             Some(ParametersRef::Video(v)) => convert_params(codec, v).map(Arc::new),
             _ => None,
         };
-        // Cameras that jump their RTP timestamps (seen on some after an NTP step) would otherwise end the session.
-        let play = client::PlayOptions::default()
-            .enforce_timestamps_with_max_jump_secs(NonZeroU32::new(10).expect("non-zero"));
+        // No timestamp enforcement in retina: it ends the session on any backward step, which some cameras make
+        // (and gst-rtsp-server's shared media makes whenever another client joins). Forward jumps are checked
+        // below.
+        let play = client::PlayOptions::default();
         let demuxed = session.play(play).await?.demuxed()?;
         Ok(RtspSession {
             demuxed,
@@ -127,6 +134,7 @@ impl RtspSession {
             codec,
             params,
             first_timestamp: None,
+            last_timestamp: None,
         })
     }
 
@@ -154,6 +162,11 @@ impl RtspSession {
                 continue;
             };
             let ts = frame.timestamp().timestamp();
+            if let Some(last) = self.last_timestamp.replace(ts) {
+                if ts - last > MAX_FORWARD_JUMP_90K {
+                    return Err(RtspError::TimestampJump((ts - last) / 90_000));
+                }
+            }
             let first = *self.first_timestamp.get_or_insert(ts);
             let is_keyframe = frame.is_random_access_point();
             return Ok(RawFrame {
