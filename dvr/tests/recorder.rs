@@ -3,7 +3,6 @@
 //! rotations, frames add up, a pause in the camera's timeline shows as a gap, and slate is not recorded.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use dvr::recorder::{RecorderEvent, RecorderHandle, RecorderOptions};
@@ -12,21 +11,13 @@ use hub::{Hub, HubOptions};
 use sources::input::TestPatternOptions;
 use sources::testpattern::capture_frames;
 use sources::{Codec, Frame, FrameSink};
+use testdata::probe::ffprobe;
 use tokio::sync::mpsc;
 
 const T0: i64 = 1_790_000_000_000;
 
 fn ffprobe_frames(file: &Path) -> u64 {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-        .arg(file)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
+    ffprobe(file, None).map_or(0, |p| p.frames)
 }
 
 /// 25 fps test-pattern frames with a keyframe every second, on a wall clock starting at `T0`.

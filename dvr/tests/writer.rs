@@ -2,38 +2,17 @@
 //! reads frame by frame with the right duration and size, and the file is readable while still being written.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dvr::writer::SegmentWriter;
 use sources::input::TestPatternOptions;
 use sources::testpattern::capture_frames;
 use sources::Codec;
+use testdata::probe::ffprobe;
 
 /// (frames, width, duration in seconds) as ffprobe reads `file`, or None if it can't.
 fn probe(file: &Path) -> Option<(u64, u32, f64)> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args([
-            "-show_entries",
-            "stream=nb_read_frames,width:format=duration",
-            "-of",
-            "default=nw=1",
-        ])
-        .arg(file)
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let field = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .map(str::to_owned)
-    };
-    Some((
-        field("nb_read_frames")?.parse().ok()?,
-        field("width")?.parse().ok()?,
-        field("duration")?.parse().unwrap_or(0.0),
-    ))
+    ffprobe(file, None).map(|p| (p.frames, p.width, p.duration_secs))
 }
 
 fn record(codec: Codec) {

@@ -36,6 +36,21 @@ pub struct SegmentRow {
 }
 
 impl SegmentRow {
+    /// Reads the columns `id, start_ms, end_ms, path, bytes, codec, width, height, state`, in that order.
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<SegmentRow> {
+        Ok(SegmentRow {
+            id: r.get(0)?,
+            start_ms: r.get(1)?,
+            end_ms: r.get(2)?,
+            path: r.get(3)?,
+            bytes: r.get::<_, i64>(4)? as u64,
+            codec: r.get(5)?,
+            width: r.get(6)?,
+            height: r.get(7)?,
+            state: r.get(8)?,
+        })
+    }
+
     /// The API view; a segment being written ends `now_ms` as far as anyone can tell.
     pub fn view(&self, now_ms: i64) -> SegmentView {
         SegmentView {
@@ -145,19 +160,7 @@ impl Store {
                 )
                 .map_err(other)?;
             let rows = stmt
-                .query_map(params![id, from_ms, to_ms], |r| {
-                    Ok(SegmentRow {
-                        id: r.get(0)?,
-                        start_ms: r.get(1)?,
-                        end_ms: r.get(2)?,
-                        path: r.get(3)?,
-                        bytes: r.get::<_, i64>(4)? as u64,
-                        codec: r.get(5)?,
-                        width: r.get(6)?,
-                        height: r.get(7)?,
-                        state: r.get(8)?,
-                    })
-                })
+                .query_map(params![id, from_ms, to_ms], SegmentRow::read)
                 .map_err(other)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(other)
         })
@@ -277,26 +280,22 @@ impl Store {
                 )
                 .map_err(other)?;
             let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(9)?,
-                        SegmentRow {
-                            id: r.get(0)?,
-                            start_ms: r.get(1)?,
-                            end_ms: r.get(2)?,
-                            path: r.get(3)?,
-                            bytes: r.get::<_, i64>(4)? as u64,
-                            codec: r.get(5)?,
-                            width: r.get(6)?,
-                            height: r.get(7)?,
-                            state: r.get(8)?,
-                        },
-                    ))
-                })
+                .query_map([], |r| Ok((r.get::<_, String>(9)?, SegmentRow::read(r)?)))
                 .map_err(other)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(other)
         })
         .await
+    }
+
+    /// Deletes a segment for good: its file first, then its row (a row without a file is healed away at the next
+    /// start; a file without a row would be indexed back).
+    pub async fn delete_recorded(&self, row: &SegmentRow) -> anyhow::Result<()> {
+        match std::fs::remove_file(&row.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("deleting {}", row.path))),
+        }
+        Ok(self.delete_segment(row.id).await?)
     }
 
     pub(crate) async fn delete_segment(&self, id: i64) -> Result<(), StoreError> {

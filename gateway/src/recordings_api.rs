@@ -261,31 +261,15 @@ async fn delete_recordings(
         .iter()
         .filter(|r| r.state != "writing" && r.end_ms.is_some_and(|e| e <= before))
     {
-        match std::fs::remove_file(&row.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(AppError::Internal(
-                    anyhow::anyhow!(e).context("deleting a segment"),
-                ))
-            }
-        }
-        store
-            .delete_segment(row.id)
-            .await
-            .map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
+        store.delete_recorded(row).await?;
         segments += 1;
         bytes += row.bytes;
     }
-    let left = store
-        .segments(&source_id, i64::MIN, i64::MAX)
+    state
+        .registry
+        .refresh_recorded_totals(&source_id)
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
-    state.registry.set_recorded_totals(
-        &source_id,
-        left.iter().map(|r| r.bytes).sum(),
-        left.iter().map(|r| r.start_ms).min(),
-    );
     Ok(Json(api_models::DeletedRecordings { segments, bytes }))
 }
 

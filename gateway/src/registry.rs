@@ -289,13 +289,15 @@ impl StreamRegistry {
             .collect()
     }
 
-    /// After retention deleted some of a stream's segments: what is left.
-    pub fn set_recorded_totals(&self, id: &str, bytes: u64, oldest_ms: Option<i64>) {
+    /// After segments of a stream were deleted (retention, by hand): its recording status from what is left.
+    pub async fn refresh_recorded_totals(&self, id: &str) -> Result<(), StoreError> {
+        let left = self.store.segments(id, i64::MIN, i64::MAX).await?;
         if let Some(e) = self.streams.lock().get(id).cloned() {
             let mut s = e.recording.lock();
-            s.bytes = bytes;
-            s.oldest_ms = oldest_ms;
+            s.bytes = left.iter().map(|r| r.bytes).sum();
+            s.oldest_ms = left.iter().map(|r| r.start_ms).min();
         }
+        Ok(())
     }
 
     /// The database (the recordings catalog reads it).

@@ -97,25 +97,15 @@ pub async fn run_once(
         let Some((stream, row)) = rows.iter().find(|(_, r)| r.id == *id) else {
             continue;
         };
-        match std::fs::remove_file(&row.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                warn!(path = %row.path, error = %e, "cannot delete a recorded segment");
-                continue;
-            }
+        if let Err(e) = store.delete_recorded(row).await {
+            warn!(error = format!("{e:#}"), "cannot delete a recorded segment");
+            continue;
         }
-        store.delete_segment(*id).await?;
         tracing::debug!(stream = %stream, path = %row.path, ?reason, "segment deleted by retention");
         touched.insert(stream.as_str(), ());
     }
     for stream in touched.keys() {
-        let left = store.segments(stream, i64::MIN, i64::MAX).await?;
-        registry.set_recorded_totals(
-            stream,
-            left.iter().map(|r| r.bytes).sum(),
-            left.iter().map(|r| r.start_ms).min(),
-        );
+        registry.refresh_recorded_totals(stream).await?;
     }
     Ok(doomed.len())
 }

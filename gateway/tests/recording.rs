@@ -9,32 +9,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use testdata::probe::ffprobe;
 use testdata::FixtureOptions;
 
 /// (frames, duration s) as ffprobe reads `file`.
 fn probe(file: &Path) -> (u64, f64) {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args([
-            "-show_entries",
-            "stream=nb_read_frames:format=duration",
-            "-of",
-            "default=nw=1",
-        ])
-        .arg(file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let field = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .unwrap_or_else(|| panic!("no {k} for {}: {text}", file.display()))
-            .to_owned()
-    };
-    (
-        field("nb_read_frames").parse().unwrap(),
-        field("duration").parse().unwrap(),
-    )
+    let p = ffprobe(file, None).unwrap_or_else(|| panic!("ffprobe reads {}", file.display()));
+    (p.frames, p.duration_secs)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

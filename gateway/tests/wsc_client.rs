@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use gateway::Gateway;
+use testdata::probe::ffprobe;
 use testdata::{FixtureCodec, FixtureOptions, RtspFixture};
 use wsc_rtp_client::{run, ClientOptions, ClientStats};
 
@@ -37,36 +38,11 @@ async fn receive(gw: &Gateway, file: &Path, websocket: bool, drop_percent: u8) -
     .unwrap()
 }
 
-/// Frames ffprobe decodes from an elementary stream file.
+/// Frames ffprobe decodes from an elementary stream file of the test camera (320x240).
 fn ffprobe_frames(file: &Path, format: &str) -> u64 {
-    let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-f",
-            format,
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-        ])
-        .args([
-            "-show_entries",
-            "stream=nb_read_frames,width,height",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let fields: Vec<&str> = text.trim().split(',').collect();
-    assert_eq!(
-        &fields[..2],
-        ["320", "240"],
-        "ffprobe: {text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    fields[2].parse().unwrap()
+    let p = ffprobe(file, Some(format)).expect("ffprobe reads the file");
+    assert_eq!((p.width, p.height), (320, 240), "ffprobe: {p:?}");
+    p.frames
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

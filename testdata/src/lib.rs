@@ -1,7 +1,9 @@
 //! Test fixtures for the gateway: a real RTSP server on loopback ([`RtspFixture`]) and a GStreamer decoder that
-//! counts what a viewer would see ([`decode`]). Used by integration tests only.
+//! counts what a viewer would see ([`decode`]), and ffprobe as an independent reader of files ([`probe`]). Used by
+//! integration tests only.
 
 pub mod decode;
+pub mod probe;
 mod rtsp_fixture;
 
 pub use rtsp_fixture::{FixtureCodec, FixtureError, FixtureOptions, RtspFixture};
