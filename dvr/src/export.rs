@@ -13,6 +13,8 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use sources::Codec;
 
+use crate::writer::annex_b_caps_and_parser;
+
 /// One recorded segment file and the wall-clock instant of its first frame.
 #[derive(Clone, Debug)]
 pub struct ExportPart {
@@ -101,16 +103,7 @@ pub fn export(
     out: &Path,
 ) -> Result<Exported, ExportError> {
     gst::init().map_err(gst_err)?;
-    let (caps, parse) = match codec {
-        Codec::H264 => (
-            "video/x-h264,stream-format=byte-stream,alignment=au",
-            "h264parse",
-        ),
-        Codec::H265 => (
-            "video/x-h265,stream-format=byte-stream,alignment=au",
-            "h265parse",
-        ),
-    };
+    let (caps, parse) = annex_b_caps_and_parser(codec);
     let writer = launch(&format!(
         "appsrc name=src format=time block=true caps=\"{caps}\" ! {parse} ! mp4mux ! filesink name=sink"
     ))?;

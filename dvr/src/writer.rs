@@ -50,16 +50,7 @@ impl SegmentWriter {
         fragment_ms: u32,
     ) -> Result<Self, WriterError> {
         gst::init().map_err(|e| WriterError::Build(e.to_string()))?;
-        let (caps, parse) = match codec {
-            Codec::H264 => (
-                "video/x-h264,stream-format=byte-stream,alignment=au",
-                "h264parse",
-            ),
-            Codec::H265 => (
-                "video/x-h265,stream-format=byte-stream,alignment=au",
-                "h265parse",
-            ),
-        };
+        let (caps, parse) = annex_b_caps_and_parser(codec);
         let launch = format!(
             "appsrc name=src format=time is-live=false block=false caps=\"{caps}\" \
              ! {parse} ! mp4mux fragment-duration={fragment_ms} fragment-mode=first-moov-then-finalise \
@@ -166,6 +157,20 @@ impl SegmentWriter {
 impl Drop for SegmentWriter {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// GStreamer caps of Annex B access units of `codec`, and the parser element that reads them.
+pub(crate) fn annex_b_caps_and_parser(codec: Codec) -> (&'static str, &'static str) {
+    match codec {
+        Codec::H264 => (
+            "video/x-h264,stream-format=byte-stream,alignment=au",
+            "h264parse",
+        ),
+        Codec::H265 => (
+            "video/x-h265,stream-format=byte-stream,alignment=au",
+            "h265parse",
+        ),
     }
 }
 

@@ -12,6 +12,16 @@ use serde_json::{json, Value};
 use testdata::probe::ffprobe;
 use testdata::FixtureOptions;
 
+/// `PATCH /streams/cam` with `body`.
+async fn patch_cam(base: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .patch(format!("{base}/streams/cam"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// (frames, duration s) as ffprobe reads `file`.
 fn probe(file: &Path) -> (u64, f64) {
     let p = ffprobe(file, None).unwrap_or_else(|| panic!("ffprobe reads {}", file.display()));
@@ -30,33 +40,16 @@ async fn a_recorded_stream_becomes_playable_contiguous_segments() {
     .await;
     let http = reqwest::Client::new();
     let base = gw.base_url();
-    let r = http
-        .patch(format!("{base}/streams/cam"))
-        .json(&json!({"should_record": true}))
-        .send()
-        .await
-        .unwrap();
+    let r = patch_cam(&base, json!({"should_record": true})).await;
     assert_eq!(r.status(), 200);
     let started = Instant::now();
     // Two rotations at least: 2 s segments, keyframes every second.
     tokio::time::sleep(Duration::from_millis(5_500)).await;
-    let view: Value = http
-        .get(format!("{base}/streams/cam"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = get_json(&format!("{base}/streams/cam")).await.unwrap();
     assert_eq!(view["recording"]["state"], "recording", "{view}");
     assert_eq!(view["viewers"], 0, "the recorder is not a viewer");
 
-    let r = http
-        .patch(format!("{base}/streams/cam"))
-        .json(&json!({"should_record": false}))
-        .send()
-        .await
-        .unwrap();
+    let r = patch_cam(&base, json!({"should_record": false})).await;
     assert_eq!(r.status(), 200);
     let recorded_for = started.elapsed().as_millis() as i64;
     let rec: Value = http
@@ -101,14 +94,7 @@ async fn a_recorded_stream_becomes_playable_contiguous_segments() {
         );
         total_bytes += s["bytes"].as_u64().unwrap();
     }
-    let view: Value = http
-        .get(format!("{base}/streams/cam"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = get_json(&format!("{base}/streams/cam")).await.unwrap();
     assert_eq!(view["recording"]["state"], "off");
     assert_eq!(view["recording"]["bytes"].as_u64().unwrap(), total_bytes);
     assert_eq!(view["recording"]["oldest_ms"], segments[0]["start_ms"]);
@@ -314,21 +300,14 @@ async fn retention_keeps_a_stream_under_its_bytes() {
     )
     .await;
     let base = gw.base_url();
-    let http = reqwest::Client::new();
-    let r = http
-        .patch(format!("{base}/streams/cam"))
-        .json(&json!({"retention": {"max_bytes": 10}}))
-        .send()
-        .await
-        .unwrap();
+    let r = patch_cam(&base, json!({"retention": {"max_bytes": 10}})).await;
     common::assert_error(r, 400, "bad_request").await;
     let started = now_ms();
-    let r = http
-        .patch(format!("{base}/streams/cam"))
-        .json(&json!({"should_record": true, "retention": {"max_bytes": 1_048_576, "max_age_secs": 3600}}))
-        .send()
-        .await
-        .unwrap();
+    let r = patch_cam(
+        &base,
+        json!({"should_record": true, "retention": {"max_bytes": 1_048_576, "max_age_secs": 3600}}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let view: Value = r.json().await.unwrap();
     assert_eq!(view["retention"]["max_bytes"], 1_048_576);
@@ -369,12 +348,7 @@ async fn the_disk_floor_frees_space_but_never_the_segment_being_written() {
     )
     .await;
     let base = gw.base_url();
-    let r = reqwest::Client::new()
-        .patch(format!("{base}/streams/cam"))
-        .json(&json!({"should_record": true}))
-        .send()
-        .await
-        .unwrap();
+    let r = patch_cam(&base, json!({"should_record": true})).await;
     assert_eq!(r.status(), 200);
     tokio::time::sleep(Duration::from_secs(4)).await;
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -406,15 +380,19 @@ async fn h265_is_recorded_too() {
     )
     .await;
     let base = gw.base_url();
-    let http = reqwest::Client::new();
-    let patch = |record: bool| {
-        http.patch(format!("{base}/streams/cam"))
-            .json(&json!({ "should_record": record }))
-            .send()
-    };
-    assert_eq!(patch(true).await.unwrap().status(), 200);
+    assert_eq!(
+        patch_cam(&base, json!({"should_record": true}))
+            .await
+            .status(),
+        200
+    );
     tokio::time::sleep(Duration::from_millis(5_500)).await;
-    assert_eq!(patch(false).await.unwrap().status(), 200);
+    assert_eq!(
+        patch_cam(&base, json!({"should_record": false}))
+            .await
+            .status(),
+        200
+    );
     let segs = recordings(&base).await;
     assert!(segs.len() >= 3, "{segs:?}");
     for pair in segs.windows(2) {
@@ -541,12 +519,7 @@ async fn a_camera_outage_is_a_gap_between_ranges() {
     )
     .await;
     let base = gw.base_url();
-    let r = reqwest::Client::new()
-        .patch(format!("{base}/streams/cam"))
-        .json(&json!({"should_record": true}))
-        .send()
-        .await
-        .unwrap();
+    let r = patch_cam(&base, json!({"should_record": true})).await;
     assert_eq!(r.status(), 200);
     tokio::time::sleep(Duration::from_secs(2)).await;
     fixture.stop();
