@@ -189,6 +189,15 @@ async fn collect(
     out
 }
 
+/// (frames, width, height) GStreamer decodes from received packets, as they were on the wire.
+fn decode_received(codec: DecodeCodec, packets: &[rtp::Packet]) -> (usize, u32, u32) {
+    let wire: Vec<Vec<u8>> = packets
+        .iter()
+        .map(|p| p.marshal().unwrap().to_vec())
+        .collect();
+    decode_rtp(codec, &wire).expect("decodes")
+}
+
 /// An IDR slice or SPS starts in this packet (single NAL, STAP-A or the first FU-A fragment).
 fn starts_keyframe(p: &rtp::Packet) -> bool {
     let Some(&first) = p.payload.first() else {
@@ -276,11 +285,7 @@ async fn webrtc_viewer_decodes_and_pli_brings_a_keyframe() {
         "first packet starts a keyframe"
     );
     assert!(packets.iter().all(|p| p.header.payload_type == 108));
-    let wire: Vec<Vec<u8>> = packets
-        .iter()
-        .map(|p| p.marshal().unwrap().to_vec())
-        .collect();
-    let (frames, w, h) = decode_rtp(DecodeCodec::H264, &wire).expect("decodes");
+    let (frames, w, h) = decode_received(DecodeCodec::H264, &packets);
     assert!(frames >= 50, "{frames} frames decoded");
     assert_eq!((w, h), (320, 240));
     let ssrc = packets[0].header.ssrc;
@@ -424,11 +429,7 @@ async fn whep_offer_trickle_and_delete() {
     let track = viewer.answer(answer).await;
     let mut rx = read_packets(track);
     let packets = collect(&mut rx, Duration::from_secs(2)).await;
-    let wire: Vec<Vec<u8>> = packets
-        .iter()
-        .map(|p| p.marshal().unwrap().to_vec())
-        .collect();
-    let (frames, _, _) = decode_rtp(DecodeCodec::H264, &wire).expect("decodes");
+    let (frames, _, _) = decode_received(DecodeCodec::H264, &packets);
     assert!(frames >= 25, "{frames} frames");
 
     assert_eq!(http.delete(&location).send().await.unwrap().status(), 204);
@@ -828,11 +829,7 @@ async fn h265_goes_to_a_viewer_that_offers_it() {
     let mut rx = read_packets(track);
     let packets = collect(&mut rx, Duration::from_secs(2)).await;
     assert!(packets.iter().all(|p| p.header.payload_type == 49));
-    let wire: Vec<Vec<u8>> = packets
-        .iter()
-        .map(|p| p.marshal().unwrap().to_vec())
-        .collect();
-    let (frames, w, _) = decode_rtp(DecodeCodec::H265, &wire).expect("decodes");
+    let (frames, w, _) = decode_received(DecodeCodec::H265, &packets);
     assert!(frames >= 25 && w == 320, "{frames} frames, width {w}");
     let _ = viewer.pc.close().await;
     let _ = h264_only.pc.close().await;
