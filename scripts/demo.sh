@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --release -p gateway
-exec ./target/release/gateway --demo "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/gateway" --demo "$@"
