@@ -93,7 +93,23 @@ struct Entry {
 struct Live {
     def: Arc<StreamDefinition>,
     ingest: Option<IngestHandle>,
-    recorder: Option<RecorderHandle>,
+    recorder: Option<Recording>,
+}
+
+/// A running recorder and the task writing its reports into the catalog.
+struct Recording {
+    recorder: RecorderHandle,
+    catalog: tokio::task::JoinHandle<()>,
+}
+
+impl Recording {
+    /// Returns once the open segment is finalized *and* its row says so, so a caller that stopped recording reads
+    /// a catalog with nothing left `writing`.
+    async fn stop(self) {
+        self.recorder.stop().await;
+        // The recorder dropped its event sender, so the follower drains what is left and ends.
+        let _ = self.catalog.await;
+    }
 }
 
 impl Entry {
@@ -397,7 +413,7 @@ impl StreamRegistry {
             return;
         }
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(catalog::follow_recorder(
+        let catalog = tokio::spawn(catalog::follow_recorder(
             self.store.clone(),
             def.source_id.clone(),
             rx,
@@ -405,7 +421,7 @@ impl StreamRegistry {
             self.options.retention.clone(),
         ));
         // Stream ids are validated to `[A-Za-z0-9_-]`: safe as a directory name.
-        let handle = RecorderHandle::spawn(
+        let recorder = RecorderHandle::spawn(
             entry.hub.clone(),
             RecorderOptions {
                 dir: self.options.recordings_dir.join(&def.source_id),
@@ -415,7 +431,8 @@ impl StreamRegistry {
             tx,
         );
         entry.recording.lock().active = true;
-        if let Some(raced) = entry.live.lock().recorder.replace(handle) {
+        let recording = Recording { recorder, catalog };
+        if let Some(raced) = entry.live.lock().recorder.replace(recording) {
             // Another call started one meanwhile; both record the same hub, so stop the older one.
             tokio::spawn(raced.stop());
         }
