@@ -3,6 +3,7 @@
 # Idempotent and quick when everything is already there.
 set -euo pipefail
 
+# janus: the WebRTC reference server of the benchmark harness (gateway-bench).
 PACKAGES=(
   pkg-config
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
@@ -10,6 +11,7 @@ PACKAGES=(
   gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-nice gstreamer1.0-rtsp gstreamer1.0-x
   libgstrtspserver-1.0-dev ffmpeg fonts-dejavu-core
   chromium chromium-driver
+  janus
 )
 
 missing=()

@@ -74,6 +74,8 @@ pub struct RegistryOptions {
     pub watchdog: Duration,
     /// Largest RTP payload the hubs produce.
     pub mtu: usize,
+    /// New viewers start from the cached GOP (off only to measure what a server without one gives).
+    pub gop_cache: bool,
     /// Recordings go under `<recordings_dir>/<source_id>/`.
     pub recordings_dir: PathBuf,
     pub segmenter: SegmenterOptions,
@@ -380,9 +382,15 @@ impl StreamRegistry {
     }
 
     fn new_entry(&self, def: StreamDefinition) -> Arc<Entry> {
+        let d = HubOptions::default();
         let options = HubOptions {
             mtu: self.options.mtu,
-            ..HubOptions::default()
+            gop_max_frames: if self.options.gop_cache {
+                d.gop_max_frames
+            } else {
+                0
+            },
+            ..d
         };
         Arc::new(Entry {
             hub: Hub::new(def.source_id.clone(), options),

@@ -71,6 +71,7 @@ impl Gateway {
                 max_streams: config.max_streams,
                 watchdog: Duration::from_secs(config.watchdog_secs),
                 mtu: config.mtu,
+                gop_cache: config.gop_cache,
                 recordings_dir: recordings_dir.clone(),
                 retention: retention_trigger.clone(),
                 segmenter: SegmenterOptions {

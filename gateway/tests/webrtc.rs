@@ -10,171 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gateway::Gateway;
-use rtc::interceptor::Registry;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::shared::marshal::Marshal;
 use serde_json::{json, Value};
 use testdata::decode::{decode_rtp, DecodeCodec};
+use testdata::webrtc_viewer::{read_packets, starts_keyframe, Viewer, BROWSER_H264};
 use testdata::{FixtureCodec, FixtureOptions, RtspFixture};
-use tokio::sync::{mpsc, Notify};
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
-    RTCSessionDescription,
-};
-
-/// H.264 formats a browser offers: (payload type, profile-level-id).
-const BROWSER_H264: &[(u8, &str)] = &[
-    (102, "42001f"),
-    (108, "42e01f"),
-    (116, "4d001f"),
-    (118, "640032"),
-];
-
-struct Events {
-    gathered: Arc<Notify>,
-    connected: Arc<Notify>,
-    track: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Events {
-    async fn on_ice_gathering_state_change(&self, s: RTCIceGatheringState) {
-        if s == RTCIceGatheringState::Complete {
-            self.gathered.notify_one();
-        }
-    }
-    async fn on_connection_state_change(&self, s: RTCPeerConnectionState) {
-        if s == RTCPeerConnectionState::Connected {
-            self.connected.notify_one();
-        }
-    }
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let _ = self.track.send(track);
-    }
-}
-
-/// A receive-only WebRTC peer standing in for a browser.
-struct Viewer {
-    pc: Arc<dyn PeerConnection>,
-    connected: Arc<Notify>,
-    tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
-    offer: String,
-}
-
-impl Viewer {
-    /// A viewer offering these H.264 profiles (packetization-mode 1).
-    async fn new(h264: &[(u8, &str)]) -> Viewer {
-        let codecs: Vec<(u8, &str, String)> = h264
-            .iter()
-            .map(|(pt, profile)| {
-                (
-                    *pt,
-                    "video/H264",
-                    format!(
-                        "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"
-                    ),
-                )
-            })
-            .collect();
-        Viewer::offering(&codecs).await
-    }
-
-    /// A viewer offering exactly these (payload type, MIME type, fmtp).
-    async fn offering(codecs: &[(u8, &str, String)]) -> Viewer {
-        let mut engine = MediaEngine::default();
-        for (pt, mime, fmtp) in codecs {
-            engine
-                .register_codec(
-                    RTCRtpCodecParameters {
-                        rtp_codec: RTCRtpCodec {
-                            mime_type: (*mime).into(),
-                            clock_rate: 90_000,
-                            channels: 0,
-                            sdp_fmtp_line: fmtp.clone(),
-                            rtcp_feedback: vec![],
-                        },
-                        payload_type: *pt,
-                    },
-                    RtpCodecKind::Video,
-                )
-                .unwrap();
-        }
-        let registry = register_default_interceptors(Registry::new(), &mut engine).unwrap();
-        let gathered = Arc::new(Notify::new());
-        let connected = Arc::new(Notify::new());
-        let (track_tx, tracks) = mpsc::unbounded_channel();
-        let pc: Arc<dyn PeerConnection> = Arc::new(
-            PeerConnectionBuilder::new()
-                .with_media_engine(engine)
-                .with_interceptor_registry(registry)
-                .with_handler(Arc::new(Events {
-                    gathered: gathered.clone(),
-                    connected: connected.clone(),
-                    track: track_tx,
-                }))
-                .with_udp_addrs(vec!["127.0.0.1:0"])
-                .build()
-                .await
-                .unwrap(),
-        );
-        pc.add_transceiver_from_kind(
-            RtpCodecKind::Video,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                ..Default::default()
-            }),
-        )
-        .await
-        .unwrap();
-        let offer = pc.create_offer(None).await.unwrap();
-        pc.set_local_description(offer).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(5), gathered.notified())
-            .await
-            .expect("ICE gathering completes");
-        let offer = pc.local_description().await.unwrap().sdp;
-        Viewer {
-            pc,
-            connected,
-            tracks,
-            offer,
-        }
-    }
-
-    /// Applies the gateway's answer and waits for the connection and its track.
-    async fn answer(&mut self, answer: String) -> Arc<dyn TrackRemote> {
-        self.pc
-            .set_remote_description(RTCSessionDescription::answer(answer).unwrap())
-            .await
-            .unwrap();
-        tokio::time::timeout(Duration::from_secs(10), self.connected.notified())
-            .await
-            .expect("connected");
-        tokio::time::timeout(Duration::from_secs(10), self.tracks.recv())
-            .await
-            .expect("a track")
-            .unwrap()
-    }
-}
-
-/// Spawns a reader of `track`'s RTP packets.
-fn read_packets(track: Arc<dyn TrackRemote>) -> mpsc::UnboundedReceiver<rtp::Packet> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(ev) = track.poll().await {
-            if let TrackRemoteEvent::OnRtpPacket(p) = ev {
-                if tx.send(p).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    rx
-}
+use tokio::sync::mpsc;
 
 /// Packets received within `within`.
 async fn collect(
@@ -196,22 +39,6 @@ fn decode_received(codec: DecodeCodec, packets: &[rtp::Packet]) -> (usize, u32, 
         .map(|p| p.marshal().unwrap().to_vec())
         .collect();
     decode_rtp(codec, &wire).expect("decodes")
-}
-
-/// An IDR slice or SPS starts in this packet (single NAL, STAP-A or the first FU-A fragment).
-fn starts_keyframe(p: &rtp::Packet) -> bool {
-    let Some(&first) = p.payload.first() else {
-        return false;
-    };
-    match first & 0x1f {
-        5 | 7 => true,
-        24 => p.payload.get(3).is_some_and(|b| matches!(b & 0x1f, 5 | 7)),
-        28 => p
-            .payload
-            .get(1)
-            .is_some_and(|b| b & 0x80 != 0 && b & 0x1f == 5),
-        _ => false,
-    }
 }
 
 async fn camera(

@@ -27,13 +27,16 @@ impl GopCache {
         GopCache {
             frames: Vec::new(),
             bytes: 0,
-            max_frames: max_frames.max(1),
+            max_frames,
             max_bytes,
         }
     }
 
     /// Adds a frame in decode order.
     pub fn push(&mut self, f: &Arc<HubFrame>) {
+        if self.max_frames == 0 {
+            return;
+        }
         if f.frame.is_keyframe {
             self.clear();
         } else {
@@ -115,6 +118,14 @@ mod tests {
         g.push(&hf(true, 10));
         assert_eq!(g.frames().len(), 1);
         assert!(g.frames()[0].frame.is_keyframe);
+    }
+
+    #[test]
+    fn zero_frames_turns_the_cache_off() {
+        let mut g = GopCache::new(0, 1 << 20);
+        g.push(&hf(true, 10));
+        g.push(&hf(false, 10));
+        assert!(g.frames().is_empty());
     }
 
     #[test]

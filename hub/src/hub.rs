@@ -37,7 +37,8 @@ pub struct HubOptions {
     pub mtu: usize,
     /// Frames queued per subscriber before it counts as lagging; default 256.
     pub queue_frames: usize,
-    /// Largest GOP kept for new subscribers, in frames; default 600.
+    /// Largest GOP kept for new subscribers, in frames; default 600. 0 turns the cache off: a new subscriber
+    /// then waits for the camera's next keyframe, as with a server that has no GOP cache.
     pub gop_max_frames: usize,
     /// Largest GOP kept for new subscribers, in bytes of access unit data; default 32 MiB.
     pub gop_max_bytes: usize,

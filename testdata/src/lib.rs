@@ -5,5 +5,7 @@
 pub mod decode;
 pub mod probe;
 mod rtsp_fixture;
+pub mod stamp;
+pub mod webrtc_viewer;
 
 pub use rtsp_fixture::{FixtureCodec, FixtureError, FixtureOptions, RtspFixture};

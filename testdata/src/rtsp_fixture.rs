@@ -42,6 +42,9 @@ pub struct FixtureOptions {
     /// H.264 profile the encoder must use (`constrained-baseline`, `main`, `high`); `None`: what x264's
     /// `ultrafast` preset gives (Constrained Baseline).
     pub h264_profile: Option<&'static str>,
+    /// H.264 only: every access unit starts with an SEI NAL stamping when the encoder produced it
+    /// ([`crate::stamp`]), for latency measurements.
+    pub stamp_frames: bool,
 }
 
 impl Default for FixtureOptions {
@@ -57,6 +60,7 @@ impl Default for FixtureOptions {
             path: "/cam".into(),
             stop_after_frames: None,
             h264_profile: None,
+            stamp_frames: false,
             pattern: "ball",
         }
     }
@@ -137,7 +141,7 @@ impl RtspFixture {
         let enc = match o.codec {
             // x264 writes the lowest profile its tools need, and `ultrafast` uses Constrained Baseline tools only.
             FixtureCodec::H264 => format!(
-                "x264enc tune=zerolatency speed-preset={} key-int-max={} bitrate={} \
+                "x264enc name=enc tune=zerolatency speed-preset={} key-int-max={} bitrate={} \
                  {} ! rtph264pay name=pay0 pt=96 config-interval=-1",
                 match o.h264_profile {
                     Some("main" | "high") => "superfast",
@@ -145,9 +149,13 @@ impl RtspFixture {
                 },
                 o.gop,
                 o.bitrate_kbps,
-                o.h264_profile
-                    .map(|p| format!("! video/x-h264,profile={p}"))
-                    .unwrap_or_default()
+                // The stamp is prepended with a start code, so stamped output must be Annex B.
+                match (o.h264_profile, o.stamp_frames) {
+                    (Some(p), true) => format!("! video/x-h264,profile={p},stream-format=byte-stream"),
+                    (Some(p), false) => format!("! video/x-h264,profile={p}"),
+                    (None, true) => "! video/x-h264,stream-format=byte-stream".into(),
+                    (None, false) => String::new(),
+                }
             ),
             FixtureCodec::H265 => format!(
                 "x265enc tune=zerolatency speed-preset=ultrafast key-int-max={} bitrate={} \
@@ -188,6 +196,10 @@ impl RtspFixture {
                 let factory = rtsp_server::RTSPMediaFactory::new();
                 factory.set_launch(&launch);
                 factory.set_shared(true);
+                if opts.stamp_frames {
+                    factory
+                        .connect_media_configure(|_, media| stamp_encoder_output(&media.element()));
+                }
                 factory.set_protocols(
                     gstreamer_rtsp::RTSPLowerTrans::TCP | gstreamer_rtsp::RTSPLowerTrans::UDP,
                 );
@@ -265,4 +277,36 @@ impl Drop for RtspFixture {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Prepends a send-time SEI to every buffer the encoder named `enc` puts out.
+fn stamp_encoder_output(bin: &gst::Element) {
+    let Some(pad) = bin
+        .downcast_ref::<gst::Bin>()
+        .and_then(|b| b.by_name("enc"))
+        .and_then(|e| e.static_pad("src"))
+    else {
+        return;
+    };
+    pad.add_probe(gst::PadProbeType::BUFFER, |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buf)) = info.data.take() {
+            let Ok(map) = buf.map_readable() else {
+                info.data = Some(gst::PadProbeData::Buffer(buf));
+                return gst::PadProbeReturn::Ok;
+            };
+            let mut bytes = crate::stamp::sei_nal(crate::stamp::monotonic_ns());
+            bytes.extend_from_slice(&map);
+            drop(map);
+            let mut stamped = gst::Buffer::from_mut_slice(bytes);
+            {
+                let out = stamped.get_mut().expect("new buffer is writable");
+                out.set_pts(buf.pts());
+                out.set_dts(buf.dts());
+                out.set_duration(buf.duration());
+                out.set_flags(buf.flags());
+            }
+            info.data = Some(gst::PadProbeData::Buffer(stamped));
+        }
+        gst::PadProbeReturn::Ok
+    });
 }

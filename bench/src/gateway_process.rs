@@ -1,0 +1,198 @@
+//! The gateway under test as its own process, so its CPU and memory are its own: this very binary re-run as
+//! `gateway-bench serve-gateway <gateway flags>`, which starts [`gateway::Gateway`] exactly as the `gateway` binary
+//! does. Optionally pinned to one CPU, away from the load generator. Killed (and its data directory removed) on drop.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use crate::procstat::{self, Usage};
+
+pub struct GatewayProcess {
+    child: Child,
+    pub base: String,
+    dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl GatewayProcess {
+    /// Starts a gateway on free loopback ports with a new data directory, adding `flags`.
+    pub async fn start(flags: &[&str], pin: Option<usize>) -> anyhow::Result<GatewayProcess> {
+        let dir = tempfile::tempdir()?;
+        let port = free_tcp_port()?;
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.arg("serve-gateway")
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .args(["--wsc-udp-port", "0", "--max-sessions", "5000"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(flags)
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_GATEWAY_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Some(cpu) = pin {
+            // SAFETY: only async-signal-safe work between fork and exec (one syscall).
+            unsafe {
+                cmd.pre_exec(move || procstat::pin_this_thread(cpu));
+            }
+        }
+        let child = cmd.spawn().context("starting the gateway process")?;
+        let gw = GatewayProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while gw
+            .http
+            .get(format!("{}/health", gw.base))
+            .send()
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                bail!("the gateway did not serve within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(gw)
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn usage(&self) -> anyhow::Result<Usage> {
+        Ok(procstat::process(self.pid())?)
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Registers a stream pulling `url` and waits until it delivers frames.
+    pub async fn add_stream(&self, id: &str, url: &str, record: bool) -> anyhow::Result<()> {
+        let r = self
+            .http
+            .post(format!("{}/streams", self.base))
+            .json(&json!({
+                "source_id": id,
+                "rtsp_inputs": [{"label": "main", "url": url, "priority": 0}],
+                "should_record": record,
+            }))
+            .send()
+            .await?;
+        if r.status() != 201 {
+            bail!("creating stream {id}: {} {}", r.status(), r.text().await?);
+        }
+        self.wait_frames(id, 10).await
+    }
+
+    /// Waits until stream `id` runs and has delivered more than `frames` frames.
+    pub async fn wait_frames(&self, id: &str, frames: u64) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let v: Value = self
+                .http
+                .get(format!("{}/streams/{id}", self.base))
+                .send()
+                .await?
+                .json()
+                .await?;
+            if v["state"] == "running" && v["frames"].as_u64().unwrap_or(0) > frames {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("stream {id} never ran: {v}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Turns recording of `id` on or off.
+    pub async fn set_recording(&self, id: &str, on: bool) -> anyhow::Result<()> {
+        let r = self
+            .http
+            .patch(format!("{}/streams/{id}", self.base))
+            .json(&json!({ "should_record": on }))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("PATCH {id}: {}", r.status());
+        }
+        Ok(())
+    }
+
+    /// Sessions the gateway counts for `id` right now.
+    pub async fn viewers(&self, id: &str) -> anyhow::Result<u64> {
+        let v: Value = self
+            .http
+            .get(format!("{}/streams/{id}", self.base))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(v["viewers"].as_u64().unwrap_or(0))
+    }
+
+    /// Waits until `id` counts `n` viewers (sessions take a moment to end after their client left).
+    pub async fn wait_viewers(&self, id: &str, n: u64) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = self.viewers(id).await?;
+            if now == n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("stream {id} has {now} viewers, expected {n}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// CPU share (1.0 = one core) and RSS at the end, measured over `window`.
+    pub async fn measure(&self, window: Duration) -> anyhow::Result<(f64, Usage)> {
+        let a = self.usage()?;
+        let t = Instant::now();
+        tokio::time::sleep(window).await;
+        let b = self.usage()?;
+        Ok(((b.cpu - a.cpu).as_secs_f64() / t.elapsed().as_secs_f64(), b))
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_tcp_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// `serve-gateway`: runs the gateway in this process until killed.
+pub fn serve(flags: Vec<String>) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let config = gateway::Config::from_args(std::iter::once("gateway".to_owned()).chain(flags))?;
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let _gateway = gateway::Gateway::start(config).await?;
+        std::future::pending::<anyhow::Result<()>>().await
+    })
+}

@@ -1,0 +1,280 @@
+//! The receivers of a fan-out run: N real UDP sockets on loopback. A sample of them (at most [`SAMPLE`]) is read
+//! by one thread that counts packets and bytes and, when asked, reads send-time stamps to measure latency; the
+//! rest are never read and overflow in the kernel. Reading 1000 receivers at 4 Mbit/s would take more CPU than
+//! this machine has beside the gateway, and a sender pays the same per packet either way, so the gateway and the
+//! raw reference loop face exactly the same receivers. The thread also sends WSC-RTP keepalives for every socket.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use publishers::wsc::datagram::{build_proof, ProofKind};
+use testdata::stamp;
+
+/// Receivers read and counted, at most.
+pub const SAMPLE: usize = 64;
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(4);
+
+/// Where a socket's keepalives go, and with which token.
+#[derive(Clone, Copy)]
+pub struct Keepalive {
+    pub token: [u8; 16],
+    pub server: SocketAddr,
+}
+
+pub struct Sinks {
+    sockets: Vec<UdpSocket>,
+    keepalives: Vec<Option<Keepalive>>,
+}
+
+impl Sinks {
+    pub fn bind(n: usize) -> std::io::Result<Sinks> {
+        let mut sockets = Vec::with_capacity(n);
+        for i in 0..n {
+            let s = UdpSocket::bind("127.0.0.1:0")?;
+            // Read sockets get room for a GOP burst; the others as little as the kernel allows.
+            set_rcvbuf(&s, if i < SAMPLE { 8 << 20 } else { 4096 });
+            sockets.push(s);
+        }
+        Ok(Sinks {
+            keepalives: vec![None; n],
+            sockets,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.sockets.len()
+    }
+
+    pub fn sampled(&self) -> usize {
+        self.sockets.len().min(SAMPLE)
+    }
+
+    pub fn socket(&self, i: usize) -> &UdpSocket {
+        &self.sockets[i]
+    }
+
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.sockets
+            .iter()
+            .map(|s| s.local_addr().expect("bound"))
+            .collect()
+    }
+
+    pub fn set_keepalive(&mut self, i: usize, k: Keepalive) {
+        self.keepalives[i] = Some(k);
+    }
+
+    /// Starts reading the sample; `stamps` also measures the latency of stamped packets.
+    pub fn start(self, stamps: bool) -> RunningSinks {
+        let counters = Arc::new(Counters::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (counters, stop) = (counters.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("bench-sinks".into())
+                .spawn(move || read_loop(self, &counters, &stop, stamps))
+                .expect("spawning the sink thread")
+        };
+        RunningSinks {
+            counters,
+            stop,
+            thread,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    latencies_ns: Mutex<Vec<u64>>,
+    /// Per sampled socket, the RTP sequence numbers seen since the last [`RunningSinks::take_loss`].
+    seqs: Mutex<Vec<SeqSpan>>,
+}
+
+/// RTP sequence numbers seen on one socket: how many arrived and the span they cover.
+#[derive(Clone, Copy, Default)]
+struct SeqSpan {
+    first: Option<i64>,
+    last: i64,
+    received: u64,
+}
+
+impl SeqSpan {
+    fn see(&mut self, seq: u16) {
+        match self.first {
+            None => {
+                self.first = Some(i64::from(seq));
+                self.last = i64::from(seq);
+            }
+            Some(_) => {
+                // Unwrap the 16-bit counter around the last one seen.
+                let delta = i64::from(seq.wrapping_sub(self.last as u16) as i16);
+                if delta > 0 {
+                    self.last += delta;
+                }
+            }
+        }
+        self.received += 1;
+    }
+
+    fn expected(&self) -> u64 {
+        self.first.map_or(0, |f| (self.last - f + 1) as u64)
+    }
+}
+
+/// Loss over the sampled sockets: packets expected from the sequence numbers, and packets that arrived.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Loss {
+    pub expected: u64,
+    pub received: u64,
+}
+
+impl Loss {
+    pub fn fraction(&self) -> f64 {
+        if self.expected == 0 {
+            return 0.0;
+        }
+        1.0 - (self.received.min(self.expected) as f64 / self.expected as f64)
+    }
+}
+
+pub struct RunningSinks {
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Sinks>,
+}
+
+impl RunningSinks {
+    /// Packets and bytes read from the sample so far.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.counters.packets.load(Ordering::Relaxed),
+            self.counters.bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Loss since the last call (or the start).
+    pub fn take_loss(&self) -> Loss {
+        let mut seqs = self.counters.seqs.lock().expect("not poisoned");
+        let loss = seqs.iter().fold(Loss::default(), |l, s| Loss {
+            expected: l.expected + s.expected(),
+            received: l.received + s.received.min(s.expected()),
+        });
+        seqs.iter_mut().for_each(|s| *s = SeqSpan::default());
+        loss
+    }
+
+    /// Latencies (ms) measured since the last call.
+    pub fn take_latencies_ms(&self) -> Vec<f64> {
+        let mut l = self.counters.latencies_ns.lock().expect("not poisoned");
+        std::mem::take(&mut *l)
+            .into_iter()
+            .map(|ns| ns as f64 / 1e6)
+            .collect()
+    }
+
+    pub fn stop(self) -> Sinks {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("sink thread")
+    }
+}
+
+fn read_loop(sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: bool) -> Sinks {
+    let sample = sinks.sampled();
+    for s in &sinks.sockets[..sample] {
+        s.set_nonblocking(true).expect("nonblocking");
+    }
+    let mut fds: Vec<libc::pollfd> = sinks.sockets[..sample]
+        .iter()
+        .map(|s| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    *counters.seqs.lock().expect("not poisoned") = vec![SeqSpan::default(); sample];
+    let mut buf = [0u8; 2048];
+    let mut last_keepalive = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: fds is a valid array of pollfd for the duration of the call.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
+        if ready > 0 {
+            for (i, fd) in fds.iter().enumerate() {
+                if fd.revents & libc::POLLIN == 0 {
+                    continue;
+                }
+                while let Ok(n) = sinks.sockets[i].recv(&mut buf) {
+                    counters.packets.fetch_add(1, Ordering::Relaxed);
+                    counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    // RTP (version 2), not RTCP (packet types 200-206 where RTP has marker+payload type).
+                    if n >= 12 && buf[0] & 0xc0 == 0x80 && !(200..=206).contains(&buf[1]) {
+                        let seq = u16::from_be_bytes([buf[2], buf[3]]);
+                        counters.seqs.lock().expect("not poisoned")[i].see(seq);
+                    }
+                    if stamps {
+                        if let Some(sent) = stamp::find_stamp(&buf[..n]) {
+                            let now = stamp::monotonic_ns();
+                            counters
+                                .latencies_ns
+                                .lock()
+                                .expect("not poisoned")
+                                .push(now.saturating_sub(sent));
+                        }
+                    }
+                }
+            }
+        }
+        if last_keepalive.elapsed() >= KEEPALIVE_EVERY {
+            last_keepalive = Instant::now();
+            for (s, k) in sinks.sockets.iter().zip(&sinks.keepalives) {
+                if let Some(k) = k {
+                    let _ = s.send_to(&build_proof(ProofKind::KeepAlive, &k.token), k.server);
+                }
+            }
+        }
+    }
+    for s in &sinks.sockets[..sample] {
+        let _ = s.set_nonblocking(false);
+    }
+    sinks
+}
+
+fn set_rcvbuf(s: &UdpSocket, bytes: libc::c_int) {
+    let set = |opt| {
+        // SAFETY: a valid socket and a c_int option value of the right size.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                &bytes as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    // FORCE goes past net.core.rmem_max when running as root (as the setup script does); else the capped one.
+    if set(libc::SO_RCVBUFFORCE) != 0 {
+        set(libc::SO_RCVBUF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_spans_count_gaps_across_the_wrap() {
+        let mut s = SeqSpan::default();
+        for seq in [65_534u16, 65_535, 1, 2] {
+            s.see(seq);
+        }
+        assert_eq!((s.expected(), s.received), (5, 4), "0 was lost");
+        s.see(1); // a late duplicate changes nothing but the count
+        assert_eq!(s.expected(), 5);
+    }
+}
