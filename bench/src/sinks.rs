@@ -68,6 +68,15 @@ impl Sinks {
         self.keepalives[i] = Some(k);
     }
 
+    /// Sends a keepalive from every socket that has a session.
+    pub fn send_keepalives(&self) {
+        for (s, k) in self.sockets.iter().zip(&self.keepalives) {
+            if let Some(k) = k {
+                let _ = s.send_to(&build_proof(ProofKind::KeepAlive, &k.token), k.server);
+            }
+        }
+    }
+
     /// Starts reading the sample; `stamps` also measures the latency of stamped packets.
     pub fn start(self, stamps: bool) -> RunningSinks {
         let counters = Arc::new(Counters::default());
@@ -231,11 +240,7 @@ fn read_loop(sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: bool)
         }
         if last_keepalive.elapsed() >= KEEPALIVE_EVERY {
             last_keepalive = Instant::now();
-            for (s, k) in sinks.sockets.iter().zip(&sinks.keepalives) {
-                if let Some(k) = k {
-                    let _ = s.send_to(&build_proof(ProofKind::KeepAlive, &k.token), k.server);
-                }
-            }
+            sinks.send_keepalives();
         }
     }
     for s in &sinks.sockets[..sample] {

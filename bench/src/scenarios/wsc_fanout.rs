@@ -48,6 +48,10 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         gw.wait_viewers("cam", 0).await?;
 
         let packets = p1 - p0;
+        anyhow::ensure!(
+            packets > 0,
+            "N={n}: no packet reached the sampled receivers"
+        );
         let pps = packets as f64 / secs / sampled as f64;
         let size = (b1 - b0).checked_div(packets).unwrap_or(1200) as usize;
         receiving.take_loss();

@@ -81,15 +81,22 @@ pub async fn run(socket: WebSocket, svc: Arc<WscService>, hub: Hub, _permit: Ses
     let (mut ws_tx, mut ws_rx) = socket.split();
     let mut state_poll = tokio::time::interval(STATE_POLL);
     debug!(stream = %hub.stream_id(), "WSC-RTP session started");
+    // A frame's datagrams leave in one system call.
+    let mut datagrams = Vec::new();
     loop {
         while let Some(out) = session.poll_output() {
+            if let Output::Datagram { to, data } = out {
+                datagrams.push((to, data));
+                continue;
+            }
+            if !datagrams.is_empty() {
+                svc.udp.send_batch(&datagrams).await;
+                datagrams.clear();
+            }
             let ok = match out {
                 Output::WsText(t) => send(&mut ws_tx, Message::Text(t.into())).await,
                 Output::WsBinary(b) => send(&mut ws_tx, Message::Binary(b)).await,
-                Output::Datagram { to, data } => {
-                    svc.udp.send_to(&data, to).await;
-                    true
-                }
+                Output::Datagram { .. } => unreachable!("batched above"),
                 Output::UdpPeer(addr) => {
                     svc.udp.set_peer(token, addr);
                     true
@@ -108,6 +115,10 @@ pub async fn run(socket: WebSocket, svc: Arc<WscService>, hub: Hub, _permit: Ses
                 debug!(stream = %hub.stream_id(), "WSC-RTP session ended");
                 return;
             }
+        }
+        if !datagrams.is_empty() {
+            svc.udp.send_batch(&datagrams).await;
+            datagrams.clear();
         }
         if session.is_closed() {
             return;

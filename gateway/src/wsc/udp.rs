@@ -83,9 +83,20 @@ impl WscUdp {
         self.routes.lock().by_token.len()
     }
 
-    pub async fn send_to(&self, data: &[u8], to: SocketAddr) {
-        // A send error (ICMP unreachable reported on a later send, a full buffer) concerns one viewer only.
-        let _ = self.socket.send_to(data, to).await;
+    /// Sends `batch` in order with as few system calls as the socket allows, waiting while its buffer is full.
+    pub async fn send_batch(&self, batch: &[(SocketAddr, Bytes)]) {
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let sent = self
+                .socket
+                .async_io(tokio::io::Interest::WRITABLE, || {
+                    super::sendmmsg::send_batch(&*self.socket, rest)
+                })
+                .await;
+            // An error other than "full" (an ICMP unreachable reported on a later send) belongs to the first
+            // datagram's viewer only: skip it, send the rest.
+            rest = &rest[sent.map_or(1, |n| n.max(1))..];
+        }
     }
 
     /// Receives forever, routing each datagram. Ends only if the socket fails.
