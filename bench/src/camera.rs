@@ -13,16 +13,7 @@ pub fn four_mbps(ctx: &Ctx, stamp_frames: bool) -> anyhow::Result<RtspFixture> {
     } else {
         (1920, 1080, 4000)
     };
-    Ok(RtspFixture::start(FixtureOptions {
-        width,
-        height,
-        fps: 30,
-        gop: 120,
-        bitrate_kbps,
-        pattern: "snow",
-        stamp_frames,
-        ..Default::default()
-    })?)
+    snow(width, height, bitrate_kbps, 120, stamp_frames)
 }
 
 /// A 2 Mbit/s 640x360 camera with a 1 s GOP (quick: 320x240 at 300 kbit/s), for ingest scale.
@@ -32,13 +23,25 @@ pub fn two_mbps(ctx: &Ctx) -> anyhow::Result<RtspFixture> {
     } else {
         (640, 360, 2000)
     };
+    snow(width, height, bitrate_kbps, 30, false)
+}
+
+/// 30 fps of the incompressible `snow` pattern, so x264 really produces the bitrate asked for.
+fn snow(
+    width: u32,
+    height: u32,
+    bitrate_kbps: u32,
+    gop: u32,
+    stamp_frames: bool,
+) -> anyhow::Result<RtspFixture> {
     Ok(RtspFixture::start(FixtureOptions {
         width,
         height,
         fps: 30,
-        gop: 30,
+        gop,
         bitrate_kbps,
         pattern: "snow",
+        stamp_frames,
         ..Default::default()
     })?)
 }

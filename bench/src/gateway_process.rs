@@ -2,14 +2,14 @@
 //! `gateway-bench serve-gateway <gateway flags>`, which starts [`gateway::Gateway`] exactly as the `gateway` binary
 //! does. Optionally pinned to one CPU, away from the load generator. Killed (and its data directory removed) on drop.
 
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use serde_json::{json, Value};
 
-use crate::procstat::{self, Usage};
+use crate::child_process::{self, free_tcp_port};
+use crate::procstat::Usage;
 
 pub struct GatewayProcess {
     child: Child,
@@ -36,32 +36,19 @@ impl GatewayProcess {
             )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        if let Some(cpu) = pin {
-            // SAFETY: only async-signal-safe work between fork and exec (one syscall).
-            unsafe {
-                cmd.pre_exec(move || procstat::pin_this_thread(cpu));
-            }
-        }
-        let child = cmd.spawn().context("starting the gateway process")?;
+        let child = child_process::spawn_pinned(&mut cmd, pin)?;
         let gw = GatewayProcess {
             child,
             base: format!("http://127.0.0.1:{port}"),
             dir,
             http: reqwest::Client::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while gw
-            .http
-            .get(format!("{}/health", gw.base))
-            .send()
-            .await
-            .is_err()
-        {
-            if Instant::now() > deadline {
-                bail!("the gateway did not serve within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        child_process::wait_until_serving(
+            &gw.http,
+            &format!("{}/health", gw.base),
+            Duration::from_secs(30),
+        )
+        .await?;
         Ok(gw)
     }
 
@@ -71,10 +58,6 @@ impl GatewayProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    pub fn usage(&self) -> anyhow::Result<Usage> {
-        Ok(procstat::process(self.pid())?)
     }
 
     pub fn http(&self) -> &reqwest::Client {
@@ -99,17 +82,22 @@ impl GatewayProcess {
         self.wait_frames(id, 10).await
     }
 
+    /// The stream's view (`GET /streams/{id}`).
+    async fn stream(&self, id: &str) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .get(format!("{}/streams/{id}", self.base))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
     /// Waits until stream `id` runs and has delivered more than `frames` frames.
     pub async fn wait_frames(&self, id: &str, frames: u64) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
-            let v: Value = self
-                .http
-                .get(format!("{}/streams/{id}", self.base))
-                .send()
-                .await?
-                .json()
-                .await?;
+            let v = self.stream(id).await?;
             if v["state"] == "running" && v["frames"].as_u64().unwrap_or(0) > frames {
                 return Ok(());
             }
@@ -136,14 +124,7 @@ impl GatewayProcess {
 
     /// Sessions the gateway counts for `id` right now.
     pub async fn viewers(&self, id: &str) -> anyhow::Result<u64> {
-        let v: Value = self
-            .http
-            .get(format!("{}/streams/{id}", self.base))
-            .send()
-            .await?
-            .json()
-            .await?;
-        Ok(v["viewers"].as_u64().unwrap_or(0))
+        Ok(self.stream(id).await?["viewers"].as_u64().unwrap_or(0))
     }
 
     /// Waits until `id` counts `n` viewers (sessions take a moment to end after their client left).
@@ -163,11 +144,7 @@ impl GatewayProcess {
 
     /// CPU share (1.0 = one core) and RSS at the end, measured over `window`.
     pub async fn measure(&self, window: Duration) -> anyhow::Result<(f64, Usage)> {
-        let a = self.usage()?;
-        let t = Instant::now();
-        tokio::time::sleep(window).await;
-        let b = self.usage()?;
-        Ok(((b.cpu - a.cpu).as_secs_f64() / t.elapsed().as_secs_f64(), b))
+        child_process::measure(self.pid(), window).await
     }
 }
 
@@ -176,12 +153,6 @@ impl Drop for GatewayProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_tcp_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// `serve-gateway`: runs the gateway in this process until killed.

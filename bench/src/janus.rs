@@ -6,7 +6,7 @@
 //! port, only the streaming plugin and the HTTP transport loaded, ICE on loopback, no STUN.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,9 +15,9 @@ use gst::prelude::*;
 use gstreamer as gst;
 use serde_json::{json, Value};
 use testdata::webrtc_viewer::Viewer;
-use webrtc::media_stream::track_remote::TrackRemoteEvent;
 
-use crate::procstat::{self, Usage};
+use crate::child_process::{self, free_tcp_port};
+use crate::procstat::Usage;
 
 const JANUS: &str = "/usr/bin/janus";
 
@@ -37,7 +37,7 @@ impl Janus {
     /// Starts Janus pinned to `cpu` and feeds its mountpoint the RTP of the RTSP camera at `camera_url`.
     pub async fn start(camera_url: &str, cpu: Option<usize>) -> anyhow::Result<Janus> {
         let dir = tempfile::tempdir()?;
-        let http_port = free_port()?;
+        let http_port = free_tcp_port()?;
         let rtp_port = free_udp_port()?;
         write_config(dir.path(), http_port, rtp_port)?;
         let mut cmd = Command::new(JANUS);
@@ -46,14 +46,7 @@ impl Janus {
             .args(["--disable-colors", "--debug-level", "2"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if let Some(cpu) = cpu {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: only async-signal-safe work between fork and exec (one syscall).
-            unsafe {
-                cmd.pre_exec(move || procstat::pin_this_thread(cpu));
-            }
-        }
-        let child = cmd.spawn().context("starting janus")?;
+        let child = child_process::spawn_pinned(&mut cmd, cpu)?;
         let feed = gst::parse::launch(&format!(
             "rtspsrc location={camera_url} protocols=tcp latency=0 ! application/x-rtp,media=video \
              ! udpsink host=127.0.0.1 port={rtp_port} sync=false"
@@ -66,33 +59,26 @@ impl Janus {
             feed,
             http: reqwest::Client::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while janus
-            .http
-            .get(format!("{}/info", janus.api))
-            .send()
-            .await
-            .is_err()
-        {
-            if Instant::now() > deadline {
-                bail!("janus did not serve within 20 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        child_process::wait_until_serving(
+            &janus.http,
+            &format!("{}/info", janus.api),
+            Duration::from_secs(20),
+        )
+        .await?;
         Ok(janus)
     }
 
-    pub fn usage(&self) -> anyhow::Result<Usage> {
-        Ok(procstat::process(self.child.id())?)
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// CPU share and usage at the end of `window`.
     pub async fn measure(&self, window: Duration) -> anyhow::Result<(f64, Usage)> {
-        let a = self.usage()?;
-        let t = Instant::now();
-        tokio::time::sleep(window).await;
-        let b = self.usage()?;
-        Ok(((b.cpu - a.cpu).as_secs_f64() / t.elapsed().as_secs_f64(), b))
+        child_process::measure(self.pid(), window).await
     }
 
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
@@ -153,13 +139,7 @@ impl Janus {
                 .collect();
             anyhow!("{e} (Janus offered candidates {candidates:?})")
         })?;
-        let reader = tokio::spawn(async move {
-            while let Some(ev) = track.poll().await {
-                if let TrackRemoteEvent::OnRtpPacket(_) = ev {
-                    packets.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
+        let reader = crate::webrtc_join::count_packets(track, packets);
         // Janus ends a session that sends nothing for 60 s; keep it alive while the viewer lives.
         let keepalive = {
             let (http, url) = (self.http.clone(), format!("{}/{sid}", self.api));
@@ -226,12 +206,6 @@ impl JanusViewer {
             .send()
             .await;
         let _ = self.viewer.pc.close().await;
-    }
-}
-
-impl Janus {
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
     }
 }
 
@@ -311,12 +285,6 @@ bench: {{
 "#
         ),
     )
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn free_udp_port() -> std::io::Result<u16> {

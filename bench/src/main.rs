@@ -7,6 +7,7 @@
 //! its own. `--quick` runs every scenario at tiny sizes; the test suite does that so the harness can't rot.
 
 mod camera;
+mod child_process;
 mod gateway_process;
 mod janus;
 mod procstat;

@@ -57,18 +57,26 @@ pub async fn join(
         .await
         .context("no keyframe within 15 s")?;
     let first_frame = first_frame.map(|()| posted.elapsed())?;
-    let reader = tokio::spawn(async move {
-        while let Some(ev) = track.poll().await {
-            if let TrackRemoteEvent::OnRtpPacket(_) = ev {
-                packets.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    });
+    let reader = count_packets(track, packets);
     Ok(Joined {
         viewer,
         session_id,
         first_frame,
         reader,
+    })
+}
+
+/// Spawns a task counting every RTP packet `track` receives into `packets`.
+pub fn count_packets(
+    track: Arc<dyn TrackRemote>,
+    packets: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(ev) = track.poll().await {
+            if let TrackRemoteEvent::OnRtpPacket(_) = ev {
+                packets.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     })
 }
 

@@ -199,14 +199,7 @@ async fn a_crash_mid_segment_is_recovered_and_recording_goes_on() {
         .port();
     let base = format!("http://127.0.0.1:{port}");
     let mut gateway = start_binary(port, dir.path()).await;
-    let r = reqwest::Client::new()
-        .post(format!("{base}/streams"))
-        .json(&json!({"source_id": "cam", "should_record": true,
-            "rtsp_inputs": [{"label": "main", "url": fixture.url(), "priority": 0}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    common::create_camera(&base, &fixture.url(), true).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let v = get_json(&format!("{base}/streams/cam")).await.unwrap();
@@ -461,14 +454,7 @@ async fn a_full_disk_ends_the_segment_cleanly_and_recording_resumes() {
     .await
     .unwrap();
     let base = gw.base_url();
-    let r = reqwest::Client::new()
-        .post(format!("{base}/streams"))
-        .json(&json!({"source_id": "cam", "should_record": true,
-            "rtsp_inputs": [{"label": "main", "url": fixture.url(), "priority": 0}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    common::create_camera(&base, &fixture.url(), true).await;
 
     // The disk fills: the segment ends with an error on the stream; retention makes room; recording resumes.
     let deadline = Instant::now() + Duration::from_secs(40);

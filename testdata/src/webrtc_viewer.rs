@@ -60,19 +60,7 @@ pub struct Viewer {
 impl Viewer {
     /// A viewer offering these H.264 profiles (packetization-mode 1).
     pub async fn new(h264: &[(u8, &str)]) -> Viewer {
-        let codecs: Vec<(u8, &str, String)> = h264
-            .iter()
-            .map(|(pt, profile)| {
-                (
-                    *pt,
-                    "video/H264",
-                    format!(
-                        "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"
-                    ),
-                )
-            })
-            .collect();
-        Viewer::offering(&codecs).await
+        Viewer::offering(&h264_codecs(h264)).await
     }
 
     /// A viewer offering exactly these (payload type, MIME type, fmtp).
@@ -96,19 +84,7 @@ impl Viewer {
     /// A viewer waiting for the server's offer (as Janus makes one), accepting the browser H.264 formats, with its
     /// media socket on `bind` (`IP:0`).
     pub async fn answering(bind: &str) -> Viewer {
-        let codecs: Vec<(u8, &str, String)> = BROWSER_H264
-            .iter()
-            .map(|(pt, profile)| {
-                (
-                    *pt,
-                    "video/H264",
-                    format!(
-                        "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"
-                    ),
-                )
-            })
-            .collect();
-        Viewer::build(&codecs, bind).await
+        Viewer::build(&h264_codecs(BROWSER_H264), bind).await
     }
 
     /// Takes the server's offer and returns the answer, ICE candidates included.
@@ -192,14 +168,23 @@ impl Viewer {
             .set_remote_description(RTCSessionDescription::answer(answer).unwrap())
             .await
             .unwrap();
-        tokio::time::timeout(Duration::from_secs(10), self.connected.notified())
-            .await
-            .expect("connected");
-        tokio::time::timeout(Duration::from_secs(10), self.tracks.recv())
-            .await
-            .expect("a track")
-            .unwrap()
+        self.track().await.unwrap_or_else(|e| panic!("{e}"))
     }
+}
+
+/// (payload type, MIME type, fmtp) of H.264 formats, packetization-mode 1, from (payload type, profile-level-id).
+fn h264_codecs(h264: &[(u8, &str)]) -> Vec<(u8, &'static str, String)> {
+    h264.iter()
+        .map(|(pt, profile)| {
+            (
+                *pt,
+                "video/H264",
+                format!(
+                    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"
+                ),
+            )
+        })
+        .collect()
 }
 
 /// Spawns a reader of `track`'s RTP packets.

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::child_process;
 use crate::gateway_process::GatewayProcess;
 use crate::janus::{self, Janus};
 use crate::procstat::Usage;
@@ -39,7 +40,7 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         for _ in 0..n {
             viewers.push(webrtc_join::join(gw.http(), &gw.base, "cam", packets.clone()).await?);
         }
-        let served = measure(ctx, &packets, gw_idle, gw_idle_usage, n, || gw.usage()).await?;
+        let served = measure(ctx, &packets, gw_idle, gw_idle_usage, n, gw.pid()).await?;
         for v in viewers {
             v.leave(gw.http(), &gw.base).await;
         }
@@ -60,7 +61,7 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             for _ in 0..n {
                 viewers.push(janus.join(packets.clone()).await?);
             }
-            let served = measure(ctx, &packets, j_idle, j_idle_usage, n, || janus.usage()).await?;
+            let served = measure(ctx, &packets, j_idle, j_idle_usage, n, janus.pid()).await?;
             for v in viewers {
                 v.leave(janus.http()).await;
             }
@@ -113,17 +114,14 @@ async fn measure(
     idle_cpu: f64,
     idle: Usage,
     n: usize,
-    usage: impl Fn() -> anyhow::Result<Usage>,
+    pid: u32,
 ) -> anyhow::Result<Served> {
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let a = usage()?;
     let p0 = packets.load(Ordering::Relaxed);
     let t = Instant::now();
-    tokio::time::sleep(ctx.window).await;
-    let b = usage()?;
+    let (cpu, b) = child_process::measure(pid, ctx.window).await?;
     let secs = t.elapsed().as_secs_f64();
     let p = packets.load(Ordering::Relaxed) - p0;
-    let cpu = (b.cpu - a.cpu).as_secs_f64() / secs;
     Ok(Served {
         cpu_per: (cpu - idle_cpu).max(0.0) / n as f64 * 1e6,
         rss_per_kib: b.rss_kib.saturating_sub(idle.rss_kib) as f64 / n as f64,

@@ -225,13 +225,7 @@ pub async fn gateway_with_camera_and(
     };
     tweak(&mut config);
     let gw = Gateway::start(config).await.expect("gateway starts");
-    let r = reqwest::Client::new()
-        .post(format!("{}/streams", gw.base_url()))
-        .json(&json!({"source_id": "cam", "rtsp_inputs": [{"label": "main", "url": fixture.url(), "priority": 0}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    create_camera(&gw.base_url(), &fixture.url(), false).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let v: Value = reqwest::get(format!("{}/streams/cam", gw.base_url()))
@@ -247,4 +241,16 @@ pub async fn gateway_with_camera_and(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     (fixture, gw, dir)
+}
+
+/// Registers stream `cam` pulling `url` (recorded or not) and checks it was created.
+pub async fn create_camera(base: &str, url: &str, record: bool) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/streams"))
+        .json(&json!({"source_id": "cam", "should_record": record,
+            "rtsp_inputs": [{"label": "main", "url": url, "priority": 0}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
 }
