@@ -40,6 +40,10 @@ struct Cli {
     /// Seconds each measurement window lasts [default: 10, quick: 2]
     #[arg(long)]
     window_secs: Option<u64>,
+    /// Receiver (or stream) counts for every chosen scenario, comma-separated, in place of its own list; for
+    /// looking at one size closely (a profile, a repeat)
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -77,11 +81,16 @@ pub struct Ctx {
     pub window: Duration,
     /// CPU the gateway process is pinned to.
     pub gateway_cpu: Option<usize>,
+    /// `--sizes`: replaces every scenario's own list when not empty.
+    pub sizes: Vec<usize>,
 }
 
 impl Ctx {
-    /// The full sizes, or the quick ones.
+    /// `--sizes` when given, else the full sizes or the quick ones.
     pub fn sizes(&self, full: &[usize], quick: &[usize]) -> Vec<usize> {
+        if !self.sizes.is_empty() {
+            return self.sizes.clone();
+        }
         if self.quick { quick } else { full }.to_vec()
     }
 }
@@ -101,6 +110,7 @@ fn main() -> anyhow::Result<()> {
         quick: cli.quick,
         window: Duration::from_secs(cli.window_secs.unwrap_or(if cli.quick { 2 } else { 10 })),
         gateway_cpu: pin.then_some(0),
+        sizes: cli.sizes.clone(),
     };
     let chosen: Vec<Scenario> = if cli.only.is_empty() {
         ALL.to_vec()

@@ -28,6 +28,9 @@ pub struct Keepalive {
 pub struct Sinks {
     sockets: Vec<UdpSocket>,
     keepalives: Vec<Option<Keepalive>>,
+    /// Next socket whose keepalive is due, and when the round through all of them started.
+    keepalive_cursor: usize,
+    keepalive_round: Instant,
 }
 
 impl Sinks {
@@ -42,6 +45,8 @@ impl Sinks {
         Ok(Sinks {
             keepalives: vec![None; n],
             sockets,
+            keepalive_cursor: 0,
+            keepalive_round: Instant::now(),
         })
     }
 
@@ -68,12 +73,25 @@ impl Sinks {
         self.keepalives[i] = Some(k);
     }
 
-    /// Sends a keepalive from every socket that has a session.
-    pub fn send_keepalives(&self) {
-        for (s, k) in self.sockets.iter().zip(&self.keepalives) {
-            if let Some(k) = k {
-                let _ = s.send_to(&build_proof(ProofKind::KeepAlive, &k.token), k.server);
+    /// Sends the keepalives now due, spreading each socket's one-per-[`KEEPALIVE_EVERY`] evenly over the interval
+    /// as independent clients would, rather than 1000 at once (a burst a real server never sees, and one that
+    /// overflows its socket's receive buffer).
+    pub fn send_due_keepalives(&mut self) {
+        let n = self.sockets.len();
+        let elapsed = self.keepalive_round.elapsed();
+        let due = ((n as u128 * elapsed.as_millis()) / KEEPALIVE_EVERY.as_millis()).min(n as u128)
+            as usize;
+        while self.keepalive_cursor < due {
+            let i = self.keepalive_cursor;
+            if let Some(k) = &self.keepalives[i] {
+                let _ =
+                    self.sockets[i].send_to(&build_proof(ProofKind::KeepAlive, &k.token), k.server);
             }
+            self.keepalive_cursor += 1;
+        }
+        if elapsed >= KEEPALIVE_EVERY {
+            self.keepalive_cursor = 0;
+            self.keepalive_round = Instant::now();
         }
     }
 
@@ -193,7 +211,7 @@ impl RunningSinks {
     }
 }
 
-fn read_loop(sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: bool) -> Sinks {
+fn read_loop(mut sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: bool) -> Sinks {
     let sample = sinks.sampled();
     for s in &sinks.sockets[..sample] {
         s.set_nonblocking(true).expect("nonblocking");
@@ -208,7 +226,6 @@ fn read_loop(sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: bool)
         .collect();
     *counters.seqs.lock().expect("not poisoned") = vec![SeqSpan::default(); sample];
     let mut buf = [0u8; 2048];
-    let mut last_keepalive = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: fds is a valid array of pollfd for the duration of the call.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
@@ -238,10 +255,7 @@ fn read_loop(sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: bool)
                 }
             }
         }
-        if last_keepalive.elapsed() >= KEEPALIVE_EVERY {
-            last_keepalive = Instant::now();
-            sinks.send_keepalives();
-        }
+        sinks.send_due_keepalives();
     }
     for s in &sinks.sockets[..sample] {
         let _ = s.set_nonblocking(false);

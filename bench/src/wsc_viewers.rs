@@ -33,14 +33,10 @@ impl Drop for Sessions {
 pub async fn open(base: &str, id: &str, sinks: &mut Sinks) -> anyhow::Result<Sessions> {
     let url = format!("{}/streams/{id}/wsc-rtp", base.replace("http://", "ws://"));
     let mut tasks = Vec::with_capacity(sinks.len());
-    let mut last_keepalive = Instant::now();
     for i in 0..sinks.len() {
         // Opening 1000 sessions takes longer than a session lives without keepalives (proofs are rate-limited):
         // keep the ones already open alive meanwhile.
-        if last_keepalive.elapsed() >= Duration::from_secs(4) {
-            sinks.send_keepalives();
-            last_keepalive = Instant::now();
-        }
+        sinks.send_due_keepalives();
         let (mut ws, _) = tokio_tungstenite::connect_async(&url)
             .await
             .with_context(|| format!("session {i}: connecting"))?;

@@ -126,6 +126,7 @@ async fn wsc_rtp(
     let wsc = state.wsc.clone();
     Ok(ws
         .max_message_size(crate::wsc::MAX_CLIENT_MESSAGE)
+        .read_buffer_size(crate::wsc::CLIENT_READ_BUFFER)
         .on_upgrade(move |socket| crate::wsc::run_session(socket, wsc, hub, permit))
         .into_response())
 }

@@ -320,6 +320,44 @@ async fn bad_input_gets_clear_errors() {
     gw.shutdown().await.unwrap();
 }
 
+/// Many viewers behind one NAT share an IP: a flood of proof guesses from that IP spends its proof budget, yet a
+/// viewer that already proved its address keeps getting its keep-alives answered (and so stays alive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalives_of_a_proved_address_pass_a_proof_flood_from_its_ip() {
+    let (_fixture, gw, _dir) = gateway_with(FixtureCodec::H264).await;
+    let (_ws, init) = open(&gw, "cam").await;
+    let viewer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    prove(&viewer, &init).await;
+    let neighbour = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let keepalive = build_proof(ProofKind::KeepAlive, &token(&init));
+    let mut buf = [0u8; 2048];
+    for round in 0..5 {
+        for guess in 0..50u8 {
+            let mut wrong = token(&init);
+            wrong[0] ^= guess | 1;
+            neighbour
+                .send_to(&build_proof(ProofKind::Proof, &wrong), server_udp(&init))
+                .await
+                .unwrap();
+        }
+        viewer.send_to(&keepalive, server_udp(&init)).await.unwrap();
+        let acked = tokio::time::timeout(Duration::from_millis(500), async {
+            loop {
+                let n = viewer.recv(&mut buf).await.unwrap();
+                if parse_ack(&buf[..n]) == Some(ProofKind::KeepAlive) {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(
+            acked.is_ok(),
+            "round {round}: the keep-alive went unanswered"
+        );
+    }
+    gw.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_sessions_leave_nothing_behind() {
     let (_fixture, gw, _dir) = gateway_with(FixtureCodec::H264).await;

@@ -27,6 +27,8 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         r.note = camera::describe(ctx).into();
         r
     });
+    // Packets/s one receiver gets alone: every larger N should deliver the same to each.
+    let mut full_rate: Option<f64> = None;
     for n in ctx.sizes(&[1, 100, 500, 1000], &[1, 3]) {
         let mut sinks = Sinks::bind(n)?;
         let opened = Instant::now();
@@ -44,6 +46,7 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         let secs = t0.elapsed().as_secs_f64();
         let (p1, b1) = receiving.totals();
         let gw_loss = receiving.take_loss();
+        let alive = gw.viewers("cam").await?;
         drop(sessions);
         gw.wait_viewers("cam", 0).await?;
 
@@ -53,6 +56,10 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             "N={n}: no packet reached the sampled receivers"
         );
         let pps = packets as f64 / secs / sampled as f64;
+        let full = *full_rate.get_or_insert(pps);
+        // Frames the hub skips for a lagging viewer leave no gap in its sequence numbers, so a shortfall shows
+        // only against the one-receiver rate; a session that died shows in `alive`.
+        let delivered = pps / full;
         let size = (b1 - b0).checked_div(packets).unwrap_or(1200) as usize;
         receiving.take_loss();
         let raw_cpu = tokio::task::spawn_blocking({
@@ -69,9 +76,10 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         let raw_per = raw_cpu.as_secs_f64() / ctx.window.as_secs_f64() / n as f64 * 1e6;
         let ratio = gw_per / raw_per;
         let rss_per = usage.rss_kib.saturating_sub(idle.rss_kib) as f64 / n as f64;
+        let whole_stream = alive == n as u64 && delivered >= 0.9;
         let mut r = Row::new(SCENARIO, format!("N={n}")).target(
-            "≤ 1.5× raw; < 64 KiB/receiver",
-            ratio <= 1.5 && rss_per < 64.0,
+            "≤ 1.5× raw; < 64 KiB/receiver; every receiver gets the whole stream",
+            ratio <= 1.5 && rss_per < 64.0 && whole_stream,
         );
         r.gateway = format!(
             "{gw_per:.0} µs/s per receiver ({:.0} % of a core), loss {:.2} %, RSS +{rss_per:.0} KiB/receiver",
@@ -84,7 +92,9 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         );
         r.ratio = Some(ratio);
         r.note = format!(
-            "{pps:.0} packets/s of {size} B per receiver; {sampled} receivers read; sessions opened in {open_secs:.1} s"
+            "{pps:.0} packets/s of {size} B per receiver ({:.0} % of the first size's rate); {alive} of {n} sessions \
+             alive at the end; {sampled} receivers read; sessions opened in {open_secs:.1} s",
+            delivered * 100.0
         );
         rows.push(r);
     }
