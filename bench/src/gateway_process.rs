@@ -83,7 +83,7 @@ impl GatewayProcess {
     }
 
     /// The stream's view (`GET /streams/{id}`).
-    async fn stream(&self, id: &str) -> anyhow::Result<Value> {
+    pub async fn stream(&self, id: &str) -> anyhow::Result<Value> {
         Ok(self
             .http
             .get(format!("{}/streams/{id}", self.base))

@@ -47,34 +47,10 @@ impl RtpOutput {
         self.rebase = true;
     }
 
-    /// Writes one frame's packets into `out` (appending) as complete RTP packets. Returns false, writing nothing,
-    /// for a frame that can't be decoded here (a non-keyframe after a discontinuity).
-    pub fn write_frame(&mut self, frame: &HubFrame, out: &mut Vec<Bytes>) -> bool {
-        let Some(ts) = self.next_timestamp(frame) else {
-            return false;
-        };
-        for p in &frame.packets {
-            let mut buf = BytesMut::with_capacity(12 + p.payload.len());
-            let mut header = [0u8; 12];
-            rtp_header(
-                &mut header,
-                self.payload_type,
-                p.marker,
-                self.next_seq,
-                ts,
-                self.ssrc,
-            );
-            buf.put_slice(&header);
-            buf.put_slice(&p.payload);
-            out.push(buf.freeze());
-            self.next_seq = self.next_seq.wrapping_add(1);
-        }
-        true
-    }
-
-    /// Like [`RtpOutput::write_frame`], for a sender that builds its own packets (a WebRTC stack): the header
-    /// fields of each packet over the payload the hub shares with every viewer, not copied.
-    pub fn write_frame_parts(&mut self, frame: &HubFrame, out: &mut Vec<OutPacket>) -> bool {
+    /// Appends one frame's packets to `out`: the header fields of each over the payload the hub shares with
+    /// every viewer, never copied. Returns false, writing nothing, for a frame that can't be decoded here (a
+    /// non-keyframe after a discontinuity).
+    pub fn write_frame(&mut self, frame: &HubFrame, out: &mut Vec<OutPacket>) -> bool {
         let Some(timestamp) = self.next_timestamp(frame) else {
             return false;
         };
@@ -132,6 +108,30 @@ pub struct OutPacket {
     pub payload: Bytes,
 }
 
+impl OutPacket {
+    /// The packet's 12-byte RTP header for this viewer's payload type and SSRC.
+    pub fn header(&self, payload_type: u8, ssrc: u32) -> [u8; 12] {
+        let mut h = [0u8; 12];
+        rtp_header(
+            &mut h,
+            payload_type,
+            self.marker,
+            self.seq,
+            self.timestamp,
+            ssrc,
+        );
+        h
+    }
+
+    /// The whole packet in one buffer (a copy), for a transport that can't send it in two pieces.
+    pub fn to_bytes(&self, payload_type: u8, ssrc: u32) -> Bytes {
+        let mut buf = BytesMut::with_capacity(12 + self.payload.len());
+        buf.put_slice(&self.header(payload_type, ssrc));
+        buf.put_slice(&self.payload);
+        buf.freeze()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -171,6 +171,20 @@ mod tests {
         }
     }
 
+    /// Writes `frames` and returns the serialized packets.
+    fn write_all(o: &mut RtpOutput, frames: &[HubFrame]) -> (Vec<bool>, Vec<Bytes>) {
+        let mut parts = Vec::new();
+        let written = frames
+            .iter()
+            .map(|f| o.write_frame(f, &mut parts))
+            .collect();
+        let bytes = parts
+            .iter()
+            .map(|p| p.to_bytes(o.payload_type(), o.ssrc()))
+            .collect();
+        (written, bytes)
+    }
+
     fn seq(p: &Bytes) -> u16 {
         u16::from_be_bytes([p[2], p[3]])
     }
@@ -181,55 +195,54 @@ mod tests {
     #[test]
     fn starts_at_a_keyframe_with_continuous_sequence() {
         let mut o = RtpOutput::new(7, 96, 65534);
-        let mut out = Vec::new();
-        assert!(
-            !o.write_frame(&hf(false, 0, 2), &mut out),
+        let (written, out) = write_all(
+            &mut o,
+            &[hf(false, 0, 2), hf(true, 3000, 3), hf(false, 6000, 2)],
+        );
+        assert_eq!(
+            written,
+            vec![false, true, true],
             "no start on a delta frame"
         );
-        assert!(o.write_frame(&hf(true, 3000, 3), &mut out));
-        assert!(o.write_frame(&hf(false, 6000, 2), &mut out));
         let seqs: Vec<u16> = out.iter().map(seq).collect();
         assert_eq!(seqs, vec![65534, 65535, 0, 1, 2]);
         assert_eq!(ts(&out[0]), 0);
         assert_eq!(ts(&out[3]), 3000);
+        assert_eq!(out[0][1] & 0x7f, 96);
         assert_eq!(
             out[2][1] & 0x80,
             0x80,
             "marker on the last packet of the AU"
         );
         assert_eq!(&out[0][8..12], &7u32.to_be_bytes());
+        assert_eq!(&out[0][12..], &[0x41, 0]);
     }
 
     #[test]
     fn a_switch_resumes_at_a_keyframe_one_frame_later() {
         let mut o = RtpOutput::new(1, 96, 100);
-        let mut out = Vec::new();
-        o.write_frame(&hf(true, 0, 1), &mut out);
-        o.write_frame(&hf(false, 3600, 1), &mut out); // 25 fps
+        let (_, mut out) = write_all(&mut o, &[hf(true, 0, 1), hf(false, 3600, 1)]); // 25 fps
         o.discontinuity();
         // The new input's clock is unrelated (a DVR file, another camera).
-        assert!(!o.write_frame(&hf(false, 9_000_000, 1), &mut out));
-        assert!(o.write_frame(&hf(true, 9_003_600, 1), &mut out));
-        assert!(o.write_frame(&hf(false, 9_007_200, 1), &mut out));
+        let (written, after) = write_all(
+            &mut o,
+            &[
+                hf(false, 9_000_000, 1),
+                hf(true, 9_003_600, 1),
+                hf(false, 9_007_200, 1),
+            ],
+        );
+        assert_eq!(written, vec![false, true, true]);
+        out.extend(after);
         let got: Vec<(u16, u32)> = out.iter().map(|p| (seq(p), ts(p))).collect();
         assert_eq!(got, vec![(100, 0), (101, 3600), (102, 7200), (103, 10_800)]);
     }
 
     #[test]
-    fn parts_match_the_serialized_packets() {
-        let mut a = RtpOutput::new(9, 102, 500);
-        let mut b = RtpOutput::new(9, 102, 500);
-        let (mut bytes, mut parts) = (Vec::new(), Vec::new());
-        for (key, pts) in [(true, 0), (false, 3000), (false, 6000)] {
-            a.write_frame(&hf(key, pts, 2), &mut bytes);
-            b.write_frame_parts(&hf(key, pts, 2), &mut parts);
-        }
-        assert_eq!(bytes.len(), parts.len());
-        for (full, part) in bytes.iter().zip(&parts) {
-            assert_eq!(seq(full), part.seq);
-            assert_eq!(ts(full), part.timestamp);
-            assert_eq!(full[1] & 0x80 != 0, part.marker);
-            assert_eq!(&full[12..], &part.payload[..]);
-        }
+    fn packets_share_the_hub_payload() {
+        let frame = hf(true, 0, 2);
+        let mut parts = Vec::new();
+        RtpOutput::new(9, 102, 500).write_frame(&frame, &mut parts);
+        assert_eq!(parts[0].payload.as_ptr(), frame.packets[0].payload.as_ptr());
     }
 }

@@ -143,7 +143,7 @@ impl SessionTask {
                 f = next_frame(&mut sub) => {
                     let Some(frame) = f else { break 'session "stream closed" };
                     parts.clear();
-                    if !out.write_frame_parts(&frame, &mut parts) {
+                    if !out.write_frame(&frame, &mut parts) {
                         continue;
                     }
                     for p in parts.drain(..) {

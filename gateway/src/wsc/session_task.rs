@@ -4,6 +4,7 @@
 //! Back-pressure: a slow WebSocket or socket makes this task fall behind; its hub queue then fills and the hub
 //! drops this viewer to the next keyframe. Nobody else waits.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,8 @@ use publishers::wsc::{Input, Output, WscIdentity, WscSession};
 use sources::IngestState;
 use tracing::debug;
 
+use super::sendmmsg::{Datagram, MAX_PER_CALL};
+use super::udp::WscUdp;
 use super::WscService;
 use crate::viewers::SessionPermit;
 
@@ -52,6 +55,33 @@ impl Drop for RouteGuard {
     }
 }
 
+/// Datagrams gathered from the session's output, all to one address, so a frame's packets leave in one system
+/// call. The buffer is reused from frame to frame.
+#[derive(Default)]
+struct OutgoingDatagrams {
+    to: Option<SocketAddr>,
+    datagrams: Vec<Datagram>,
+}
+
+impl OutgoingDatagrams {
+    async fn push(&mut self, udp: &WscUdp, to: SocketAddr, datagram: Datagram) {
+        // A system call's worth at most: a joining viewer's GOP-cache burst (a few thousand packets) would
+        // otherwise grow this buffer for the rest of the session.
+        if self.to != Some(to) || self.datagrams.len() == MAX_PER_CALL {
+            self.flush(udp).await;
+            self.to = Some(to);
+        }
+        self.datagrams.push(datagram);
+    }
+
+    async fn flush(&mut self, udp: &WscUdp) {
+        if let Some(to) = self.to.take() {
+            udp.send_batch(to, &self.datagrams).await;
+        }
+        self.datagrams.clear();
+    }
+}
+
 /// Runs one session until it ends; `_permit` holds its place in the session count until then.
 pub async fn run(socket: WebSocket, svc: Arc<WscService>, hub: Hub, _permit: SessionPermit) {
     let identity = WscIdentity {
@@ -81,45 +111,60 @@ pub async fn run(socket: WebSocket, svc: Arc<WscService>, hub: Hub, _permit: Ses
     let (mut ws_tx, mut ws_rx) = socket.split();
     let mut state_poll = tokio::time::interval(STATE_POLL);
     debug!(stream = %hub.stream_id(), "WSC-RTP session started");
-    // A frame's datagrams leave in one system call.
-    let mut datagrams = Vec::new();
+    let mut datagrams = OutgoingDatagrams::default();
     loop {
         while let Some(out) = session.poll_output() {
-            if let Output::Datagram { to, data } = out {
-                datagrams.push((to, data));
-                continue;
-            }
-            if !datagrams.is_empty() {
-                svc.udp.send_batch(&datagrams).await;
-                datagrams.clear();
-            }
-            let ok = match out {
-                Output::WsText(t) => send(&mut ws_tx, Message::Text(t.into())).await,
-                Output::WsBinary(b) => send(&mut ws_tx, Message::Binary(b)).await,
-                Output::Datagram { .. } => unreachable!("batched above"),
-                Output::UdpPeer(addr) => {
-                    svc.udp.set_peer(token, addr);
-                    true
-                }
-                Output::Close { code } => {
-                    let _ = ws_tx
-                        .send(Message::Close(Some(CloseFrame {
-                            code,
-                            reason: "".into(),
-                        })))
-                        .await;
-                    false
+            let (to, datagram) = match out {
+                Output::Rtp {
+                    to,
+                    header,
+                    payload,
+                } => (
+                    to,
+                    Datagram {
+                        header: Some(header),
+                        body: payload,
+                    },
+                ),
+                Output::Datagram { to, data } => (
+                    to,
+                    Datagram {
+                        header: None,
+                        body: data,
+                    },
+                ),
+                other => {
+                    datagrams.flush(&svc.udp).await;
+                    let ok = match other {
+                        Output::WsText(t) => send(&mut ws_tx, Message::Text(t.into())).await,
+                        Output::WsBinary(b) => send(&mut ws_tx, Message::Binary(b)).await,
+                        Output::UdpPeer(addr) => {
+                            svc.udp.set_peer(token, addr);
+                            true
+                        }
+                        Output::Close { code } => {
+                            let _ = ws_tx
+                                .send(Message::Close(Some(CloseFrame {
+                                    code,
+                                    reason: "".into(),
+                                })))
+                                .await;
+                            false
+                        }
+                        Output::Rtp { .. } | Output::Datagram { .. } => {
+                            unreachable!("matched above")
+                        }
+                    };
+                    if !ok {
+                        debug!(stream = %hub.stream_id(), "WSC-RTP session ended");
+                        return;
+                    }
+                    continue;
                 }
             };
-            if !ok {
-                debug!(stream = %hub.stream_id(), "WSC-RTP session ended");
-                return;
-            }
+            datagrams.push(&svc.udp, to, datagram).await;
         }
-        if !datagrams.is_empty() {
-            svc.udp.send_batch(&datagrams).await;
-            datagrams.clear();
-        }
+        datagrams.flush(&svc.udp).await;
         if session.is_closed() {
             return;
         }

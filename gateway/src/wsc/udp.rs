@@ -18,6 +18,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::sendmmsg::Datagram;
+
 /// Datagrams queued per session before further ones are dropped.
 pub const INBOX_DATAGRAMS: usize = 64;
 /// Receive and send buffer asked of the kernel for the shared socket.
@@ -97,18 +99,20 @@ impl WscUdp {
         self.routes.lock().by_token.len()
     }
 
-    /// Sends `batch` in order with as few system calls as the socket allows, waiting while its buffer is full.
-    pub async fn send_batch(&self, batch: &[(SocketAddr, Bytes)]) {
+    /// Sends `batch` to `to` in order with as few system calls as the socket allows, waiting while its buffer is
+    /// full.
+    pub async fn send_batch(&self, to: SocketAddr, batch: &[Datagram]) {
+        let to = socket2::SockAddr::from(to);
         let mut rest = batch;
         while !rest.is_empty() {
             let sent = self
                 .socket
                 .async_io(tokio::io::Interest::WRITABLE, || {
-                    super::sendmmsg::send_batch(&*self.socket, rest)
+                    super::sendmmsg::send_batch(&*self.socket, &to, rest)
                 })
                 .await;
-            // An error other than "full" (an ICMP unreachable reported on a later send) belongs to the first
-            // datagram's viewer only: skip it, send the rest.
+            // An error other than "full" (an ICMP unreachable reported on a later send) is the viewer's, not the
+            // socket's: skip the datagram, send the rest.
             rest = &rest[sent.map_or(1, |n| n.max(1))..];
         }
     }

@@ -21,11 +21,14 @@ use super::messages::{
     TransportMode,
 };
 use crate::retransmit::{parse_feedback, Feedback, SendHistory};
-use crate::rtp_out::RtpOutput;
+use crate::rtp_out::{OutPacket, RtpOutput};
 use crate::sdp;
 
 /// Payload type of WSC-RTP media.
 pub const PAYLOAD_TYPE: u8 = 96;
+
+/// Outputs the queue keeps room for once drained (a frame's packets and a few messages).
+const OUTPUT_QUEUE_KEPT: usize = 256;
 
 /// Timeouts and limits of a session.
 #[derive(Clone, Debug)]
@@ -90,9 +93,17 @@ pub enum Input<'a> {
 pub enum Output {
     WsText(String),
     WsBinary(Bytes),
+    /// A control datagram (an ack).
     Datagram {
         to: SocketAddr,
         data: Bytes,
+    },
+    /// A media datagram in two pieces, sent as one (scatter/gather): this viewer's RTP header and the payload
+    /// the hub shares with every viewer, so no viewer costs a copy of the stream.
+    Rtp {
+        to: SocketAddr,
+        header: [u8; 12],
+        payload: Bytes,
     },
     /// Media now goes to this address: route its RTCP to this session.
     UdpPeer(SocketAddr),
@@ -130,6 +141,8 @@ pub struct WscSession {
     out: VecDeque<Output>,
     rtp: RtpOutput,
     history: SendHistory,
+    /// Packets of the frame being sent (kept to reuse its allocation).
+    packets: Vec<OutPacket>,
     pending: Vec<Arc<HubFrame>>,
     last_keyframe: Option<Arc<HubFrame>>,
     params: Option<Arc<ParameterSets>>,
@@ -152,6 +165,7 @@ impl WscSession {
         let mut s = WscSession {
             rtp: RtpOutput::new(id.ssrc, PAYLOAD_TYPE, id.initial_seq),
             history: SendHistory::new(opts.history_packets),
+            packets: Vec::new(),
             path: Path::AwaitingProof {
                 deadline: now + opts.proof_timeout,
             },
@@ -210,7 +224,12 @@ impl WscSession {
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let out = self.out.pop_front();
+        if out.is_none() && self.out.capacity() > OUTPUT_QUEUE_KEPT {
+            // Joining flushes a whole GOP at once; don't keep room for one per viewer for the session's life.
+            self.out.shrink_to(OUTPUT_QUEUE_KEPT);
+        }
+        out
     }
 
     /// When [`WscSession::handle_timeout`] must be called next.
@@ -411,26 +430,31 @@ impl WscSession {
     }
 
     fn send_frame(&mut self, now: Instant, f: &HubFrame) {
-        let mut packets = Vec::with_capacity(f.packets.len());
-        if !self.rtp.write_frame(f, &mut packets) {
-            return;
+        let mut packets = std::mem::take(&mut self.packets);
+        if self.rtp.write_frame(f, &mut packets) {
+            self.stats.frames_sent += 1;
+            if self.stats.first_packet_after.is_none() {
+                self.stats.first_packet_after = Some(now.saturating_duration_since(self.started));
+            }
+            for p in packets.drain(..) {
+                self.stats.packets_sent += 1;
+                self.stats.bytes_sent += 12 + p.payload.len() as u64;
+                self.emit_media(&p);
+                self.history.push(p);
+            }
         }
-        self.stats.frames_sent += 1;
-        if self.stats.first_packet_after.is_none() {
-            self.stats.first_packet_after = Some(now.saturating_duration_since(self.started));
-        }
-        for p in packets {
-            self.stats.packets_sent += 1;
-            self.stats.bytes_sent += p.len() as u64;
-            self.history.push(p.clone());
-            self.emit_media(p);
-        }
+        self.packets = packets;
     }
 
-    fn emit_media(&mut self, p: Bytes) {
+    fn emit_media(&mut self, p: &OutPacket) {
+        let (pt, ssrc) = (self.rtp.payload_type(), self.rtp.ssrc());
         match self.path {
-            Path::Udp { peer } => self.out.push_back(Output::Datagram { to: peer, data: p }),
-            Path::WebSocket => self.out.push_back(Output::WsBinary(p)),
+            Path::Udp { peer } => self.out.push_back(Output::Rtp {
+                to: peer,
+                header: p.header(pt, ssrc),
+                payload: p.payload.clone(),
+            }),
+            Path::WebSocket => self.out.push_back(Output::WsBinary(p.to_bytes(pt, ssrc))),
             Path::AwaitingProof { .. } => {}
         }
     }
@@ -440,7 +464,7 @@ impl WscSession {
         for &s in seqs {
             if let Some(p) = self.history.get(s).cloned() {
                 self.stats.retransmitted += 1;
-                self.emit_media(p);
+                self.emit_media(&p);
             }
         }
     }

@@ -81,6 +81,11 @@ fn datagrams_to(outs: &[Output], addr: SocketAddr) -> Vec<Bytes> {
     outs.iter()
         .filter_map(|o| match o {
             Output::Datagram { to, data } if *to == addr => Some(data.clone()),
+            Output::Rtp {
+                to,
+                header,
+                payload,
+            } if *to == addr => Some([&header[..], payload].concat().into()),
             _ => None,
         })
         .collect()
@@ -113,8 +118,10 @@ fn init_then_media_only_after_a_valid_proof_starting_at_a_keyframe() {
     let outs = drain(&mut s);
     assert_eq!(texts(&outs)[0]["type"], "sdp");
     assert!(
-        outs.iter()
-            .all(|o| !matches!(o, Output::Datagram { .. } | Output::WsBinary(_))),
+        outs.iter().all(|o| !matches!(
+            o,
+            Output::Datagram { .. } | Output::Rtp { .. } | Output::WsBinary(_)
+        )),
         "held back"
     );
 
