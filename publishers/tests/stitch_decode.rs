@@ -51,6 +51,10 @@ fn two_inputs_stitched_into_one_stream_decode() {
         30 + 30 - 6,
         "frames up to the second input's next keyframe are held back"
     );
+    let packets: Vec<bytes::Bytes> = packets
+        .iter()
+        .map(|p| p.to_bytes(out.payload_type(), out.ssrc()))
+        .collect();
     let seqs: Vec<u16> = packets
         .iter()
         .map(|p| u16::from_be_bytes([p[2], p[3]]))

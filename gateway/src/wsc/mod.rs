@@ -2,7 +2,7 @@
 //! sans-IO `publishers::wsc::WscSession`. The HTTP upgrade lives in `api.rs`; session places come from the shared
 //! [`ViewerBudget`](crate::viewers::ViewerBudget).
 
-mod sendmmsg;
+mod gso;
 mod session_task;
 pub mod udp;
 

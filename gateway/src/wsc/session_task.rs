@@ -16,7 +16,7 @@ use publishers::wsc::{Input, Output, WscIdentity, WscSession};
 use sources::IngestState;
 use tracing::debug;
 
-use super::sendmmsg::{Datagram, MAX_PER_CALL};
+use super::gso::Datagram;
 use super::udp::WscUdp;
 use super::WscService;
 use crate::viewers::SessionPermit;
@@ -55,6 +55,9 @@ impl Drop for RouteGuard {
     }
 }
 
+/// Datagrams gathered before they are sent, at most.
+const BATCH_MAX: usize = 64;
+
 /// Datagrams gathered from the session's output, all to one address, so a frame's packets leave in one system
 /// call. The buffer is reused from frame to frame.
 #[derive(Default)]
@@ -65,9 +68,9 @@ struct OutgoingDatagrams {
 
 impl OutgoingDatagrams {
     async fn push(&mut self, udp: &WscUdp, to: SocketAddr, datagram: Datagram) {
-        // A system call's worth at most: a joining viewer's GOP-cache burst (a few thousand packets) would
+        // A few system calls' worth at most: a joining viewer's GOP-cache burst (a few thousand packets) would
         // otherwise grow this buffer for the rest of the session.
-        if self.to != Some(to) || self.datagrams.len() == MAX_PER_CALL {
+        if self.to != Some(to) || self.datagrams.len() == BATCH_MAX {
             self.flush(udp).await;
             self.to = Some(to);
         }

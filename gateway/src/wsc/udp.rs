@@ -18,7 +18,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::sendmmsg::Datagram;
+use super::gso::Datagram;
 
 /// Datagrams queued per session before further ones are dropped.
 pub const INBOX_DATAGRAMS: usize = 64;
@@ -41,6 +41,7 @@ struct Routes {
 /// The shared socket and its routing tables.
 pub struct WscUdp {
     socket: Arc<UdpSocket>,
+    gso: quinn_udp::UdpSocketState,
     routes: Mutex<Routes>,
 }
 
@@ -59,8 +60,10 @@ impl WscUdp {
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
         let socket = UdpSocket::from_std(socket.into())?;
+        let gso = super::gso::state(&socket)?;
         Ok(Arc::new(WscUdp {
             socket: Arc::new(socket),
+            gso,
             routes: Mutex::new(Routes::default()),
         }))
     }
@@ -99,22 +102,10 @@ impl WscUdp {
         self.routes.lock().by_token.len()
     }
 
-    /// Sends `batch` to `to` in order with as few system calls as the socket allows, waiting while its buffer is
-    /// full.
+    /// Sends `batch` to `to` in order, equal-size runs with one system call each (GSO), waiting while the
+    /// socket's buffer is full.
     pub async fn send_batch(&self, to: SocketAddr, batch: &[Datagram]) {
-        let to = socket2::SockAddr::from(to);
-        let mut rest = batch;
-        while !rest.is_empty() {
-            let sent = self
-                .socket
-                .async_io(tokio::io::Interest::WRITABLE, || {
-                    super::sendmmsg::send_batch(&*self.socket, &to, rest)
-                })
-                .await;
-            // An error other than "full" (an ICMP unreachable reported on a later send) is the viewer's, not the
-            // socket's: skip the datagram, send the rest.
-            rest = &rest[sent.map_or(1, |n| n.max(1))..];
-        }
+        super::gso::send(&self.socket, &self.gso, to, batch).await;
     }
 
     /// Receives forever, routing each datagram. Ends only if the socket fails.

@@ -27,8 +27,9 @@ use crate::sdp;
 /// Payload type of WSC-RTP media.
 pub const PAYLOAD_TYPE: u8 = 96;
 
-/// Outputs the queue keeps room for once drained (a frame's packets and a few messages).
-const OUTPUT_QUEUE_KEPT: usize = 256;
+/// Outputs the queue, and packets the frame buffer, keep room for once drained (a delta frame's packets and a few
+/// messages); a keyframe or a joining GOP burst grows them for a moment only.
+const ROOM_KEPT: usize = 64;
 
 /// Timeouts and limits of a session.
 #[derive(Clone, Debug)]
@@ -225,9 +226,9 @@ impl WscSession {
 
     pub fn poll_output(&mut self) -> Option<Output> {
         let out = self.out.pop_front();
-        if out.is_none() && self.out.capacity() > OUTPUT_QUEUE_KEPT {
+        if out.is_none() && self.out.capacity() > ROOM_KEPT {
             // Joining flushes a whole GOP at once; don't keep room for one per viewer for the session's life.
-            self.out.shrink_to(OUTPUT_QUEUE_KEPT);
+            self.out.shrink_to(ROOM_KEPT);
         }
         out
     }
@@ -443,6 +444,7 @@ impl WscSession {
                 self.history.push(p);
             }
         }
+        packets.shrink_to(ROOM_KEPT);
         self.packets = packets;
     }
 
