@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 
 use bytes::Bytes;
 use quinn_udp::{Transmit, UdpSocketState};
@@ -93,9 +94,30 @@ pub async fn send(socket: &UdpSocket, state: &UdpSocketState, to: SocketAddr, ba
     }
 }
 
-/// Sets up `socket` for [`send`].
+/// Sets up `socket` for [`send`]. Setting up also turns UDP GRO on, which lets the kernel hand several received
+/// datagrams of one flow over as one buffer; the receive loop routes one datagram per read (a proof, a
+/// keep-alive, an RTCP packet), so GRO is turned back off.
 pub fn state(socket: &UdpSocket) -> io::Result<UdpSocketState> {
-    UdpSocketState::new(socket.into())
+    let state = UdpSocketState::new(socket.into())?;
+    let off: libc::c_int = 0;
+    // SAFETY: a valid socket and an int option of the right size.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            (&off as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        let e = io::Error::last_os_error();
+        // A kernel without UDP GRO never coalesces.
+        if e.raw_os_error() != Some(libc::ENOPROTOOPT) {
+            return Err(e);
+        }
+    }
+    Ok(state)
 }
 
 #[cfg(test)]
@@ -127,6 +149,26 @@ mod tests {
         assert_eq!(next_run(&many, 64), (54, 1200), "held under 65 000 bytes");
         assert_eq!(next_run(&many, 8), (8, 1200));
         assert_eq!(next_run(&[], 64), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn received_datagrams_stay_one_per_read() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let _state = state(&socket).unwrap();
+        let mut gro: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: a valid socket, an int option and its length.
+        let got = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_UDP,
+                libc::UDP_GRO,
+                (&mut gro as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(got, 0);
+        assert_eq!(gro, 0, "UDP GRO is off");
     }
 
     #[tokio::test]
