@@ -58,6 +58,25 @@ impl Sinks {
         self.sockets.len().min(SAMPLE)
     }
 
+    /// The order to open sessions in: the sampled sockets spread evenly among the others. The gateway serves a
+    /// frame to its viewers in the order they joined, so a sample that joined first would see only the start of
+    /// every frame's fan-out.
+    pub fn join_order(&self) -> Vec<usize> {
+        let (n, sample) = (self.sockets.len(), self.sampled());
+        let mut order: Vec<(f64, usize)> = (0..n)
+            .map(|i| {
+                let at = if i < sample {
+                    (i as f64 + 0.5) / sample as f64
+                } else {
+                    (i - sample) as f64 / (n - sample) as f64
+                };
+                (at, i)
+            })
+            .collect();
+        order.sort_by(|a, b| a.0.total_cmp(&b.0));
+        order.into_iter().map(|(_, i)| i).collect()
+    }
+
     pub fn socket(&self, i: usize) -> &UdpSocket {
         &self.sockets[i]
     }
@@ -99,6 +118,10 @@ impl Sinks {
     pub fn start(self, stamps: bool) -> RunningSinks {
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let sampled_ports = self.addrs()[..self.sampled()]
+            .iter()
+            .map(|a| a.port())
+            .collect();
         let thread = {
             let (counters, stop) = (counters.clone(), stop.clone());
             std::thread::Builder::new()
@@ -110,6 +133,7 @@ impl Sinks {
             counters,
             stop,
             thread,
+            sampled_ports,
         }
     }
 }
@@ -118,7 +142,8 @@ impl Sinks {
 struct Counters {
     packets: AtomicU64,
     bytes: AtomicU64,
-    latencies_ns: Mutex<Vec<u64>>,
+    /// Stamp latency of each frame, and whether the frame was a keyframe.
+    latencies_ns: Mutex<Vec<(u64, bool)>>,
     /// Per sampled socket, the RTP sequence numbers seen since the last [`RunningSinks::take_loss`].
     seqs: Mutex<Vec<SeqSpan>>,
 }
@@ -174,6 +199,8 @@ pub struct RunningSinks {
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Sinks>,
+    /// Local ports of the sampled sockets.
+    sampled_ports: Vec<u16>,
 }
 
 impl RunningSinks {
@@ -197,17 +224,89 @@ impl RunningSinks {
     }
 
     /// Latencies (ms) measured since the last call.
-    pub fn take_latencies_ms(&self) -> Vec<f64> {
+    /// Stamp latency of each frame since the last call, in ms, and whether it was a keyframe.
+    pub fn take_latencies_ms(&self) -> Vec<(f64, bool)> {
         let mut l = self.counters.latencies_ns.lock().expect("not poisoned");
         std::mem::take(&mut *l)
             .into_iter()
-            .map(|ns| ns as f64 / 1e6)
+            .map(|(ns, key)| (ns as f64 / 1e6, key))
             .collect()
+    }
+
+    /// Bytes waiting in the sampled sockets' receive queues (`/proc/net/udp`), summed: more than a frame or two
+    /// means the reading thread is behind, and the latencies it measures are its own.
+    pub fn unread_bytes(&self) -> u64 {
+        let Ok(table) = std::fs::read_to_string("/proc/net/udp") else {
+            return 0;
+        };
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let local = fields.nth(1)?;
+                let queues = fields.nth(2)?;
+                let port = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
+                let rx = u64::from_str_radix(queues.rsplit(':').next()?, 16).ok()?;
+                self.sampled_ports.contains(&port).then_some(rx)
+            })
+            .sum()
     }
 
     pub fn stop(self) -> Sinks {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().expect("sink thread")
+    }
+}
+
+/// The frame being received on one socket: its RTP timestamp, its stamp's latency once seen, and whether one of
+/// its packets carried an IDR slice or an SPS (a keyframe).
+#[derive(Clone, Copy, Default)]
+struct FrameStamp {
+    timestamp: u32,
+    latency_ns: Option<u64>,
+    keyframe: bool,
+}
+
+impl FrameStamp {
+    /// Takes one H.264 RTP packet; returns the previous frame's latency and kind once a new frame starts.
+    fn see(&mut self, packet: &[u8]) -> Option<(u64, bool)> {
+        let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        let mut done = None;
+        if timestamp != self.timestamp {
+            done = self.latency_ns.take().map(|ns| (ns, self.keyframe));
+            *self = FrameStamp {
+                timestamp,
+                ..FrameStamp::default()
+            };
+        }
+        let payload = &packet[(12 + 4 * usize::from(packet[0] & 0x0f)).min(packet.len())..];
+        self.keyframe |= carries_keyframe_nal(payload);
+        if let Some(sent) = stamp::find_stamp(payload) {
+            self.latency_ns = Some(stamp::monotonic_ns().saturating_sub(sent));
+        }
+        done
+    }
+}
+
+/// Whether an H.264 RTP payload (RFC 6184: single NAL, STAP-A or FU-A) holds an IDR slice (5) or an SPS (7).
+fn carries_keyframe_nal(payload: &[u8]) -> bool {
+    let key = |nal_type: u8| matches!(nal_type, 5 | 7);
+    match payload.first().map(|b| b & 0x1f) {
+        Some(24) => {
+            let mut rest = &payload[1..];
+            while rest.len() > 2 {
+                let size = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                if key(rest[2] & 0x1f) {
+                    return true;
+                }
+                rest = &rest[(2 + size).min(rest.len())..];
+            }
+            false
+        }
+        Some(28) => payload.get(1).is_some_and(|b| key(b & 0x1f)),
+        Some(t) => key(t),
+        None => false,
     }
 }
 
@@ -225,6 +324,7 @@ fn read_loop(mut sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: b
         })
         .collect();
     *counters.seqs.lock().expect("not poisoned") = vec![SeqSpan::default(); sample];
+    let mut frames = vec![FrameStamp::default(); sample];
     let mut buf = [0u8; 2048];
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: fds is a valid array of pollfd for the duration of the call.
@@ -241,15 +341,14 @@ fn read_loop(mut sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: b
                     if n >= 12 && buf[0] & 0xc0 == 0x80 && !(200..=206).contains(&buf[1]) {
                         let seq = u16::from_be_bytes([buf[2], buf[3]]);
                         counters.seqs.lock().expect("not poisoned")[i].see(seq);
-                    }
-                    if stamps {
-                        if let Some(sent) = stamp::find_stamp(&buf[..n]) {
-                            let now = stamp::monotonic_ns();
-                            counters
-                                .latencies_ns
-                                .lock()
-                                .expect("not poisoned")
-                                .push(now.saturating_sub(sent));
+                        if stamps {
+                            if let Some(done) = frames[i].see(&buf[..n]) {
+                                counters
+                                    .latencies_ns
+                                    .lock()
+                                    .expect("not poisoned")
+                                    .push(done);
+                            }
                         }
                     }
                 }
@@ -285,6 +384,31 @@ fn set_rcvbuf(s: &UdpSocket, bytes: libc::c_int) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sample_joins_spread_among_the_others() {
+        let sinks = Sinks::bind(200).unwrap();
+        let order = sinks.join_order();
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..200).collect::<Vec<_>>());
+        let at: Vec<usize> = (0..SAMPLE)
+            .map(|s| order.iter().position(|&i| i == s).unwrap())
+            .collect();
+        assert!(at[0] < 5 && at[SAMPLE - 1] > 190, "{at:?}");
+        assert!(at.windows(2).all(|w| w[1] - w[0] <= 4), "{at:?}");
+    }
+
+    #[test]
+    fn keyframe_nals_are_found_in_every_packetization() {
+        assert!(carries_keyframe_nal(&[0x67, 1, 2])); // SPS alone
+        assert!(carries_keyframe_nal(&[0x7c, 0x85, 9])); // FU-A of an IDR slice
+        assert!(!carries_keyframe_nal(&[0x7c, 0x81, 9])); // FU-A of a delta slice
+        assert!(carries_keyframe_nal(&[0x78, 0, 1, 0x06, 0, 2, 0x67, 1])); // STAP-A: SEI, SPS
+        assert!(!carries_keyframe_nal(&[0x78, 0, 1, 0x06, 0, 1, 0x68])); // STAP-A: SEI, PPS
+        assert!(!carries_keyframe_nal(&[0x41, 1]));
+        assert!(!carries_keyframe_nal(&[]));
+    }
 
     #[test]
     fn sequence_spans_count_gaps_across_the_wrap() {

@@ -33,7 +33,7 @@ impl Drop for Sessions {
 pub async fn open(base: &str, id: &str, sinks: &mut Sinks) -> anyhow::Result<Sessions> {
     let url = format!("{}/streams/{id}/wsc-rtp", base.replace("http://", "ws://"));
     let mut tasks = Vec::with_capacity(sinks.len());
-    for i in 0..sinks.len() {
+    for i in sinks.join_order() {
         // Opening 1000 sessions takes longer than a session lives without keepalives (proofs are rate-limited):
         // keep the ones already open alive meanwhile.
         sinks.send_due_keepalives();
