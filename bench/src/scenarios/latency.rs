@@ -63,6 +63,10 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         // packets, and every viewer's copy of it leaves before the next frame's.
         let added_for = |key: bool| {
             let (g, d) = (q(&via, &|k| k == key), q(&straight, &|k| k == key));
+            if g[0].is_nan() || d[0].is_nan() {
+                // A window shorter than the GOP may hold no keyframe.
+                return "none in the window".to_owned();
+            }
             format!("p50 {:.2} / p99 {:.2} ms", g[0] - d[0], g[1] - d[1])
         };
         let keyframes = via.iter().filter(|(_, k)| *k).count();
