@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use publishers::wsc::datagram::{build_proof, ProofKind};
 use testdata::stamp;
+use testdata::webrtc_viewer::payload_starts_keyframe;
 
 /// Receivers read and counted, at most.
 pub const SAMPLE: usize = 64;
@@ -223,7 +224,6 @@ impl RunningSinks {
         loss
     }
 
-    /// Latencies (ms) measured since the last call.
     /// Stamp latency of each frame since the last call, in ms, and whether it was a keyframe.
     pub fn take_latencies_ms(&self) -> Vec<(f64, bool)> {
         let mut l = self.counters.latencies_ns.lock().expect("not poisoned");
@@ -260,7 +260,7 @@ impl RunningSinks {
 }
 
 /// The frame being received on one socket: its RTP timestamp, its stamp's latency once seen, and whether one of
-/// its packets carried an IDR slice or an SPS (a keyframe).
+/// its packets started an IDR slice or an SPS (a keyframe).
 #[derive(Clone, Copy, Default)]
 struct FrameStamp {
     timestamp: u32,
@@ -281,32 +281,13 @@ impl FrameStamp {
             };
         }
         let payload = &packet[(12 + 4 * usize::from(packet[0] & 0x0f)).min(packet.len())..];
-        self.keyframe |= carries_keyframe_nal(payload);
+        // The hub sends a keyframe's parameter sets in its own packets ahead of the slice, and every packet of a
+        // frame carries the frame's timestamp: one packet starting an SPS or an IDR slice marks the frame.
+        self.keyframe |= payload_starts_keyframe(payload);
         if let Some(sent) = stamp::find_stamp(payload) {
             self.latency_ns = Some(stamp::monotonic_ns().saturating_sub(sent));
         }
         done
-    }
-}
-
-/// Whether an H.264 RTP payload (RFC 6184: single NAL, STAP-A or FU-A) holds an IDR slice (5) or an SPS (7).
-fn carries_keyframe_nal(payload: &[u8]) -> bool {
-    let key = |nal_type: u8| matches!(nal_type, 5 | 7);
-    match payload.first().map(|b| b & 0x1f) {
-        Some(24) => {
-            let mut rest = &payload[1..];
-            while rest.len() > 2 {
-                let size = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-                if key(rest[2] & 0x1f) {
-                    return true;
-                }
-                rest = &rest[(2 + size).min(rest.len())..];
-            }
-            false
-        }
-        Some(28) => payload.get(1).is_some_and(|b| key(b & 0x1f)),
-        Some(t) => key(t),
-        None => false,
     }
 }
 
@@ -397,17 +378,6 @@ mod tests {
             .collect();
         assert!(at[0] < 5 && at[SAMPLE - 1] > 190, "{at:?}");
         assert!(at.windows(2).all(|w| w[1] - w[0] <= 4), "{at:?}");
-    }
-
-    #[test]
-    fn keyframe_nals_are_found_in_every_packetization() {
-        assert!(carries_keyframe_nal(&[0x67, 1, 2])); // SPS alone
-        assert!(carries_keyframe_nal(&[0x7c, 0x85, 9])); // FU-A of an IDR slice
-        assert!(!carries_keyframe_nal(&[0x7c, 0x81, 9])); // FU-A of a delta slice
-        assert!(carries_keyframe_nal(&[0x78, 0, 1, 0x06, 0, 2, 0x67, 1])); // STAP-A: SEI, SPS
-        assert!(!carries_keyframe_nal(&[0x78, 0, 1, 0x06, 0, 1, 0x68])); // STAP-A: SEI, PPS
-        assert!(!carries_keyframe_nal(&[0x41, 1]));
-        assert!(!carries_keyframe_nal(&[]));
     }
 
     #[test]

@@ -204,16 +204,37 @@ pub fn read_packets(track: Arc<dyn TrackRemote>) -> mpsc::UnboundedReceiver<rtp:
 
 /// An IDR slice or SPS starts in this packet (single NAL, STAP-A or the first FU-A fragment).
 pub fn starts_keyframe(p: &rtp::Packet) -> bool {
-    let Some(&first) = p.payload.first() else {
+    payload_starts_keyframe(&p.payload)
+}
+
+/// [`starts_keyframe`] for an H.264 RTP payload (RFC 6184) on its own.
+pub fn payload_starts_keyframe(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else {
         return false;
     };
     match first & 0x1f {
         5 | 7 => true,
-        24 => p.payload.get(3).is_some_and(|b| matches!(b & 0x1f, 5 | 7)),
-        28 => p
-            .payload
+        24 => payload.get(3).is_some_and(|b| matches!(b & 0x1f, 5 | 7)),
+        28 => payload
             .get(1)
             .is_some_and(|b| b & 0x80 != 0 && b & 0x1f == 5),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyframe_starts_are_found_in_every_packetization() {
+        assert!(payload_starts_keyframe(&[0x67, 1, 2])); // SPS alone
+        assert!(payload_starts_keyframe(&[0x7c, 0x85, 9])); // first FU-A fragment of an IDR slice
+        assert!(!payload_starts_keyframe(&[0x7c, 0x05, 9])); // a later fragment of it
+        assert!(!payload_starts_keyframe(&[0x7c, 0x81, 9])); // FU-A of a delta slice
+        assert!(payload_starts_keyframe(&[0x78, 0, 2, 0x67, 1])); // STAP-A starting with an SPS
+        assert!(!payload_starts_keyframe(&[0x78, 0, 1, 0x68])); // STAP-A starting with a PPS
+        assert!(!payload_starts_keyframe(&[0x41, 1]));
+        assert!(!payload_starts_keyframe(&[]));
     }
 }
