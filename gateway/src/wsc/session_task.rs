@@ -117,55 +117,51 @@ pub async fn run(socket: WebSocket, svc: Arc<WscService>, hub: Hub, _permit: Ses
     let mut datagrams = OutgoingDatagrams::default();
     loop {
         while let Some(out) = session.poll_output() {
-            let (to, datagram) = match out {
+            // Datagrams gather until something else is due, which must not overtake them.
+            if !matches!(out, Output::Rtp { .. } | Output::Datagram { .. }) {
+                datagrams.flush(&svc.udp).await;
+            }
+            let ok = match out {
                 Output::Rtp {
                     to,
                     header,
                     payload,
-                } => (
-                    to,
-                    Datagram {
+                } => {
+                    let datagram = Datagram {
                         header: Some(header),
                         body: payload,
-                    },
-                ),
-                Output::Datagram { to, data } => (
-                    to,
-                    Datagram {
+                    };
+                    datagrams.push(&svc.udp, to, datagram).await;
+                    true
+                }
+                Output::Datagram { to, data } => {
+                    let datagram = Datagram {
                         header: None,
                         body: data,
-                    },
-                ),
-                other => {
-                    datagrams.flush(&svc.udp).await;
-                    let ok = match other {
-                        Output::WsText(t) => send(&mut ws_tx, Message::Text(t.into())).await,
-                        Output::WsBinary(b) => send(&mut ws_tx, Message::Binary(b)).await,
-                        Output::UdpPeer(addr) => {
-                            svc.udp.set_peer(token, addr);
-                            true
-                        }
-                        Output::Close { code } => {
-                            let _ = ws_tx
-                                .send(Message::Close(Some(CloseFrame {
-                                    code,
-                                    reason: "".into(),
-                                })))
-                                .await;
-                            false
-                        }
-                        Output::Rtp { .. } | Output::Datagram { .. } => {
-                            unreachable!("matched above")
-                        }
                     };
-                    if !ok {
-                        debug!(stream = %hub.stream_id(), "WSC-RTP session ended");
-                        return;
-                    }
-                    continue;
+                    datagrams.push(&svc.udp, to, datagram).await;
+                    true
+                }
+                Output::WsText(t) => send(&mut ws_tx, Message::Text(t.into())).await,
+                Output::WsBinary(b) => send(&mut ws_tx, Message::Binary(b)).await,
+                Output::UdpPeer(addr) => {
+                    svc.udp.set_peer(token, addr);
+                    true
+                }
+                Output::Close { code } => {
+                    let _ = ws_tx
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: "".into(),
+                        })))
+                        .await;
+                    false
                 }
             };
-            datagrams.push(&svc.udp, to, datagram).await;
+            if !ok {
+                debug!(stream = %hub.stream_id(), "WSC-RTP session ended");
+                return;
+            }
         }
         datagrams.flush(&svc.udp).await;
         if session.is_closed() {
