@@ -331,6 +331,9 @@ mod tests {
 pub struct WebRtcOffer {
     /// The viewer's SDP offer (`RTCPeerConnection.createOffer()`), with a video section that can receive.
     pub offer: String,
+    /// Start in the recording at this instant (wall-clock epoch ms) instead of live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<i64>,
 }
 
 /// Reply of `POST /streams/{source_id}/webrtc`.
@@ -385,4 +388,60 @@ pub struct WebRtcSessionStats {
     pub keyframe_requests_answered: u64,
     /// From the offer's arrival to the first picture handed to the connection.
     pub time_to_first_frame_ms: Option<f64>,
+}
+
+/// Body of `POST /sessions/{session_id}/seek`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeekRequest {
+    /// The recorded instant to play from, wall-clock epoch milliseconds. Playback starts at the keyframe at or
+    /// before it; an instant in a gap plays from the next recorded one.
+    #[schema(example = 1795000000000i64)]
+    pub position_ms: i64,
+}
+
+/// Body of `POST /sessions/{session_id}/speed`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpeedRequest {
+    /// 0.25 to 8. Above 2 only keyframes are sent. Live at speed below 1 becomes a time-shift from the live
+    /// instant; live at 1 or more stays live.
+    #[schema(example = 2.0)]
+    pub speed: f64,
+}
+
+/// Live or recorded playback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeDto {
+    Live,
+    Dvr,
+}
+
+/// Where a viewer session is: `GET /sessions/{session_id}/mode`, and the answer of every control call.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SessionModeView {
+    pub mode: ModeDto,
+    /// The instant shown (DVR, wall-clock epoch ms), or the last live frame's; absent before the first frame.
+    pub position_ms: Option<i64>,
+    pub speed: f64,
+    pub paused: bool,
+    /// The instant of the stream's newest live frame, if any.
+    pub live_edge_ms: Option<i64>,
+}
+
+/// A recorded span, wall-clock epoch milliseconds, end excluded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TimeRange {
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// 416 body of a seek to an instant that is not in the recording: the ranges that are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OutOfRangeBody {
+    /// `out_of_range`.
+    pub error: String,
+    pub message: String,
+    pub ranges: Vec<TimeRange>,
 }

@@ -11,9 +11,12 @@
 //! At the edge: [`writer`], an MP4 segment written by GStreamer (fragmented while written, finalized when
 //! closed), and [`recorder`], the hub subscriber that drives the segmenter and a writer thread and reports what
 //! happened to each segment. The gateway keeps the catalog from those reports. [`recover`] makes a segment a
-//! crash cut short readable again and measures segment files; [`export`] writes one MP4 for a time range.
+//! crash cut short readable again and measures segment files; [`export`] writes one MP4 for a time range. [`mp4`]
+//! indexes a segment (finalized or still being written) and reads it sample by sample, for playback.
 
 pub mod export;
+pub mod mp4;
+pub mod player;
 pub mod ranges;
 pub mod recorder;
 pub mod recover;

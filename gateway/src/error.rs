@@ -51,6 +51,18 @@ pub enum AppError {
     /// The resource exists already, or is being changed by another request (409).
     #[error("{0}")]
     Conflict(String),
+    /// A seek on a stream that has no recording (409).
+    #[error("{0}")]
+    NoRecording(String),
+    /// A seek into a range recorded in a codec the session did not negotiate (409).
+    #[error("{0}")]
+    CodecNotNegotiated(String),
+    /// A seek outside the recording (416); the body lists what is recorded.
+    #[error("{message}")]
+    OutOfRange {
+        message: String,
+        ranges: Vec<api_models::TimeRange>,
+    },
     /// No codec in a viewer's offer can carry the stream (406).
     #[error("{0}")]
     NotAcceptable(String),
@@ -98,6 +110,9 @@ impl AppError {
             AppError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "stream_not_ready"),
             AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            AppError::NoRecording(_) => (StatusCode::CONFLICT, "no_recording"),
+            AppError::CodecNotNegotiated(_) => (StatusCode::CONFLICT, "codec_not_negotiated"),
+            AppError::OutOfRange { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "out_of_range"),
             AppError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::LimitReached(_) => (StatusCode::TOO_MANY_REQUESTS, "limit_reached"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -120,6 +135,14 @@ impl IntoResponse for AppError {
             }
             other => other.to_string(),
         };
+        if let AppError::OutOfRange { message, ranges } = self {
+            let body = Json(api_models::OutOfRangeBody {
+                error: code.to_owned(),
+                message,
+                ranges,
+            });
+            return (status, body).into_response();
+        }
         let body = Json(ErrorBody {
             error: code.to_owned(),
             message,

@@ -10,13 +10,16 @@ pub mod catalog;
 pub mod config;
 pub mod definition;
 pub mod error;
+pub mod playback;
 pub mod recordings_api;
 pub mod registry;
 pub mod retention;
 mod server;
+pub mod session_control;
 pub mod store;
 mod view;
 pub mod viewer_api;
+mod viewer_input;
 pub mod viewers;
 mod web;
 pub mod webrtc;
@@ -44,6 +47,10 @@ pub struct AppState {
     pub webrtc: Arc<webrtc::WebRtcService>,
     /// Viewer sessions of every kind against `max_sessions`.
     pub viewers: Arc<viewers::ViewerBudget>,
+    /// Recorded playback for viewer sessions.
+    pub playback: Arc<playback::Playback>,
+    /// Seek, live, speed, pause, play of every viewer session.
+    pub controls: Arc<session_control::SessionControls>,
 }
 
 /// The whole HTTP surface: the management API (with the API-token check), the viewer API (open), both with the

@@ -472,7 +472,7 @@ fn describe_inputs(def: &StreamDefinition) -> String {
         .join(", ")
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

@@ -7,14 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use api_models::{CreateStream, InputDto, TransportDto};
+use api_models::{CreateStream, InputDto, RetentionDto, TransportDto};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::playback::Playback;
 use crate::registry::{RegistryError, RegistryOptions, StreamRegistry};
 use crate::retention::RetentionTrigger;
+use crate::session_control::SessionControls;
 use crate::store::Store;
 use crate::viewers::ViewerBudget;
 use crate::webrtc::WebRtcService;
@@ -26,6 +28,8 @@ use dvr::segmenter::SegmenterOptions;
 pub const DEMO_SOURCE_ID: &str = "demo";
 /// Input of the demo stream: the built-in test pattern.
 pub const DEMO_URL: &str = "testsrc://?width=1280&height=720&fps=25&gop=50";
+/// How long the demo stream's recording is kept.
+pub const DEMO_RETENTION_SECS: u64 = 3600;
 /// How long shutdown lets open HTTP connections finish.
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
@@ -52,11 +56,23 @@ impl Gateway {
         let local_addr = listener.local_addr()?;
         let wsc_bind = SocketAddr::new(config.bind.ip(), config.wsc_udp_port);
         let viewers = ViewerBudget::new(config.max_sessions);
-        let wsc = WscService::start(wsc_bind, viewers.clone())
-            .await
-            .with_context(|| format!("binding WSC-RTP UDP {wsc_bind}"))?;
-        let webrtc = WebRtcService::new(config.webrtc.clone(), viewers.clone());
         let store = Store::open(&config.data_dir).await?;
+        let playback = Playback::new(store.clone(), viewers.clone(), config.mtu);
+        let controls = Arc::new(SessionControls::default());
+        let wsc = WscService::start(
+            wsc_bind,
+            viewers.clone(),
+            playback.clone(),
+            controls.clone(),
+        )
+        .await
+        .with_context(|| format!("binding WSC-RTP UDP {wsc_bind}"))?;
+        let webrtc = WebRtcService::new(
+            config.webrtc.clone(),
+            viewers.clone(),
+            playback.clone(),
+            controls.clone(),
+        );
         let retention_trigger = RetentionTrigger::default();
         let recordings_dir = config.data_dir.join("recordings");
         let healed = crate::catalog::heal(&store, &recordings_dir)
@@ -106,6 +122,8 @@ impl Gateway {
             wsc: wsc.clone(),
             webrtc: webrtc.clone(),
             viewers: viewers.clone(),
+            playback,
+            controls,
         };
         let stop_http = CancellationToken::new();
         let http = tokio::spawn(
@@ -216,9 +234,13 @@ async fn ensure_demo(registry: &StreamRegistry) -> anyhow::Result<()> {
         }],
         username: None,
         password: None,
-        should_record: false,
+        // Recorded with an hour's retention, so a first run can rewind.
+        should_record: true,
         restart_interval_secs: None,
-        retention: None,
+        retention: Some(RetentionDto {
+            max_age_secs: Some(DEMO_RETENTION_SECS),
+            max_bytes: None,
+        }),
     };
     match registry.create(req).await {
         Ok(_) | Err(RegistryError::Exists(_)) => Ok(()),

@@ -130,6 +130,15 @@ impl Store {
         .map_err(|e| StoreError::Other(anyhow!("store task failed: {e}")))?
     }
 
+    /// Runs `f` on the connection on this thread, which must not be a runtime worker (a DVR player's thread).
+    pub(crate) fn with_conn_blocking<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    }
+
     /// Stores a new stream; [`StoreError::Exists`] if its id is taken.
     pub async fn insert(&self, def: StreamDefinition) -> Result<(), StoreError> {
         self.with_conn(move |conn| {

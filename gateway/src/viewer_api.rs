@@ -10,15 +10,24 @@
 //! | `POST /streams/{source_id}/webrtc` | JSON `{offer}` → 201 [`WebRtcAnswer`] |
 //! | `GET /streams/{source_id}/webrtc` | 200 + the stream's WebRTC sessions |
 //! | `GET /sessions/{session_id}/stats` | 200 + [`WebRtcSessionStats`] |
+//! | `POST /sessions/{session_id}/seek`, `/live`, `/speed`, `/pause`, `/play` | 200 + [`SessionModeView`] |
+//! | `GET /sessions/{session_id}/mode` | 200 + [`SessionModeView`] |
+//!
+//! Session control works on every kind of session (WHEP, JSON WebRTC, WSC-RTP `init.session_id`).
 
-use api_models::{ErrorBody, WebRtcAnswer, WebRtcOffer, WebRtcSessionStats, WebRtcSessionView};
+use api_models::{
+    ErrorBody, OutOfRangeBody, SeekRequest, SessionModeView, SpeedRequest, WebRtcAnswer,
+    WebRtcOffer, WebRtcSessionStats, WebRtcSessionView,
+};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hub::Hub;
+use publishers::viewer::{Command, StartAt};
+use serde::Deserialize;
 use tower_http::cors::{Any, CorsLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -44,6 +53,51 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_webrtc, list_webrtc))
         .routes(routes!(trickle, delete_session))
         .routes(routes!(session_stats))
+        .routes(routes!(seek))
+        .routes(routes!(go_live))
+        .routes(routes!(set_speed))
+        .routes(routes!(pause))
+        .routes(routes!(play))
+        .routes(routes!(session_mode))
+}
+
+/// Query of the calls that open a session.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct OpenQuery {
+    /// Start in the recording at this instant (wall-clock epoch ms) instead of live.
+    start_ms: Option<i64>,
+    /// WSC-RTP only: the protocol version the client speaks (1 or 2; default 1).
+    version: Option<u32>,
+}
+
+fn open_query(q: Result<Query<OpenQuery>, QueryRejection>) -> Result<OpenQuery, AppError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| AppError::BadRequest(e.body_text()))
+}
+
+/// Where a new session starts; a start in the recording is checked as a seek would be.
+async fn start_at(
+    state: &AppState,
+    hub: &Hub,
+    start_ms: Option<i64>,
+    codec: Option<sources::Codec>,
+) -> Result<StartAt, AppError> {
+    let Some(position_ms) = start_ms else {
+        return Ok(StartAt::Live);
+    };
+    Command::Seek { position_ms }
+        .validate()
+        .map_err(|e| AppError::BadRequest(e.to_string()))?;
+    state
+        .playback
+        .check_seek(
+            hub.stream_id(),
+            position_ms,
+            hub.stats().last_frame_wall_ms,
+            codec,
+        )
+        .await?;
+    Ok(StartAt::Dvr { position_ms })
 }
 
 /// Viewer calls may come from a player page on another origin (any WHEP player): allow them, and let the page
@@ -103,11 +157,14 @@ fn location(session_id: &str) -> String {
     get,
     path = "/streams/{source_id}/wsc-rtp",
     tag = "viewers",
-    params(("source_id" = String, Path, description = "Stream id")),
+    params(("source_id" = String, Path, description = "Stream id"), OpenQuery),
     responses(
         (status = 101, description = "Switching protocols: the WSC-RTP session starts with an `init` message"),
-        (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody),
+        (status = 400, description = "Not a WebSocket upgrade request, an unknown version, or a bad start_ms",
+            body = ErrorBody),
         (status = 404, description = "No such stream", body = ErrorBody),
+        (status = 409, description = "start_ms given and the stream has no recording", body = ErrorBody),
+        (status = 416, description = "start_ms outside the recording", body = OutOfRangeBody),
         (status = 503, description = "MAX_SESSIONS sessions are open (too_many_sessions), or shutting down",
             body = ErrorBody)
     )
@@ -115,19 +172,30 @@ fn location(session_id: &str) -> String {
 async fn wsc_rtp(
     State(state): State<AppState>,
     ApiPath(source_id): ApiPath<String>,
+    query: Result<Query<OpenQuery>, QueryRejection>,
     ws: Result<
         axum::extract::ws::WebSocketUpgrade,
         axum::extract::ws::rejection::WebSocketUpgradeRejection,
     >,
 ) -> Result<Response, AppError> {
     let hub = hub(&state, &source_id)?;
+    let query = open_query(query)?;
     let ws = ws.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let version = query.version.unwrap_or(publishers::wsc::DEFAULT_VERSION);
+    if !(1..=publishers::wsc::LATEST_VERSION).contains(&version) {
+        return Err(AppError::BadRequest(format!(
+            "WSC-RTP version {version} is not spoken here (1 to {})",
+            publishers::wsc::LATEST_VERSION
+        )));
+    }
+    let at = start_at(&state, &hub, query.start_ms, None).await?;
     let permit = state.viewers.reserve()?;
     let wsc = state.wsc.clone();
+    let start = crate::wsc::WscStart { at, version };
     Ok(ws
         .max_message_size(crate::wsc::MAX_CLIENT_MESSAGE)
         .read_buffer_size(crate::wsc::CLIENT_READ_BUFFER)
-        .on_upgrade(move |socket| crate::wsc::run_session(socket, wsc, hub, permit))
+        .on_upgrade(move |socket| crate::wsc::run_session(socket, wsc, hub, start, permit))
         .into_response())
 }
 
@@ -137,7 +205,7 @@ async fn wsc_rtp(
     post,
     path = "/streams/{source_id}/whep",
     tag = "viewers",
-    params(("source_id" = String, Path, description = "Stream id")),
+    params(("source_id" = String, Path, description = "Stream id"), OpenQuery),
     request_body(content = String, content_type = "application/sdp", description = "SDP offer"),
     responses(
         (status = 201, description = "SDP answer", content_type = "application/sdp", body = String,
@@ -155,12 +223,19 @@ async fn wsc_rtp(
 async fn whep(
     State(state): State<AppState>,
     ApiPath(source_id): ApiPath<String>,
+    query: Result<Query<OpenQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     let hub = hub(&state, &source_id)?;
+    let query = open_query(query)?;
     let offer = text_body(&headers, body, SDP)?;
-    let created = state.webrtc.create(hub, &offer).await?;
+    let codec = match query.start_ms {
+        Some(_) => Some(state.webrtc.codec_for(&hub, &offer)?),
+        None => None,
+    };
+    let start = start_at(&state, &hub, query.start_ms, codec).await?;
+    let created = state.webrtc.create(hub, &offer, start).await?;
     Ok((
         StatusCode::CREATED,
         [
@@ -196,7 +271,12 @@ async fn create_webrtc(
     ApiJson(req): ApiJson<WebRtcOffer>,
 ) -> Result<Response, AppError> {
     let hub = hub(&state, &source_id)?;
-    let created = state.webrtc.create(hub, &req.offer).await?;
+    let codec = match req.start_ms {
+        Some(_) => Some(state.webrtc.codec_for(&hub, &req.offer)?),
+        None => None,
+    };
+    let start = start_at(&state, &hub, req.start_ms, codec).await?;
+    let created = state.webrtc.create(hub, &req.offer, start).await?;
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location(&created.session_id))],
@@ -293,4 +373,139 @@ async fn session_stats(
     ApiPath(session_id): ApiPath<String>,
 ) -> Result<Json<WebRtcSessionStats>, AppError> {
     Ok(Json(state.webrtc.stats(&session_id).await?))
+}
+
+/// Plays the recording from `position_ms` (the keyframe at or before it), in the same session.
+#[utoipa::path(
+    post,
+    path = "/sessions/{session_id}/seek",
+    tag = "viewers",
+    params(("session_id" = String, Path, description = "Session id (WHEP, JSON WebRTC or WSC-RTP)")),
+    request_body = SeekRequest,
+    responses(
+        (status = 200, description = "The session's new mode", body = SessionModeView),
+        (status = 400, description = "Bad JSON or a negative position", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "The stream has no recording (no_recording), or the recording there is in a \
+            codec the session did not negotiate (codec_not_negotiated)", body = ErrorBody),
+        (status = 416, description = "Before the oldest recording or after the live edge", body = OutOfRangeBody),
+        (status = 503, description = "MAX_SESSIONS reached (a DVR player counts as a viewer)", body = ErrorBody)
+    )
+)]
+async fn seek(
+    State(state): State<AppState>,
+    ApiPath(session_id): ApiPath<String>,
+    ApiJson(req): ApiJson<SeekRequest>,
+) -> Result<Json<SessionModeView>, AppError> {
+    let cmd = Command::Seek {
+        position_ms: req.position_ms,
+    };
+    control(&state, &session_id, cmd).await
+}
+
+/// Back to live, in the same session.
+#[utoipa::path(
+    post,
+    path = "/sessions/{session_id}/live",
+    tag = "viewers",
+    params(("session_id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The session's new mode", body = SessionModeView),
+        (status = 404, description = "No such session", body = ErrorBody)
+    )
+)]
+async fn go_live(
+    State(state): State<AppState>,
+    ApiPath(session_id): ApiPath<String>,
+) -> Result<Json<SessionModeView>, AppError> {
+    control(&state, &session_id, Command::Live).await
+}
+
+/// Playback speed, 0.25 to 8 (above 2: keyframes only).
+#[utoipa::path(
+    post,
+    path = "/sessions/{session_id}/speed",
+    tag = "viewers",
+    params(("session_id" = String, Path, description = "Session id")),
+    request_body = SpeedRequest,
+    responses(
+        (status = 200, description = "The session's new mode", body = SessionModeView),
+        (status = 400, description = "Bad JSON, or a speed outside 0.25 to 8", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody)
+    )
+)]
+async fn set_speed(
+    State(state): State<AppState>,
+    ApiPath(session_id): ApiPath<String>,
+    ApiJson(req): ApiJson<SpeedRequest>,
+) -> Result<Json<SessionModeView>, AppError> {
+    control(&state, &session_id, Command::Speed(req.speed)).await
+}
+
+/// Holds the picture; pausing live starts a time-shift.
+#[utoipa::path(
+    post,
+    path = "/sessions/{session_id}/pause",
+    tag = "viewers",
+    params(("session_id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The session's new mode", body = SessionModeView),
+        (status = 404, description = "No such session", body = ErrorBody)
+    )
+)]
+async fn pause(
+    State(state): State<AppState>,
+    ApiPath(session_id): ApiPath<String>,
+) -> Result<Json<SessionModeView>, AppError> {
+    control(&state, &session_id, Command::Pause).await
+}
+
+/// Plays on from the paused instant.
+#[utoipa::path(
+    post,
+    path = "/sessions/{session_id}/play",
+    tag = "viewers",
+    params(("session_id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The session's new mode", body = SessionModeView),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 503, description = "MAX_SESSIONS reached (a DVR player counts as a viewer)", body = ErrorBody)
+    )
+)]
+async fn play(
+    State(state): State<AppState>,
+    ApiPath(session_id): ApiPath<String>,
+) -> Result<Json<SessionModeView>, AppError> {
+    control(&state, &session_id, Command::Play).await
+}
+
+/// Live or DVR, position, speed, pause, and the stream's live edge.
+#[utoipa::path(
+    get,
+    path = "/sessions/{session_id}/mode",
+    tag = "viewers",
+    params(("session_id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The session's mode", body = SessionModeView),
+        (status = 404, description = "No such session", body = ErrorBody)
+    )
+)]
+async fn session_mode(
+    State(state): State<AppState>,
+    ApiPath(session_id): ApiPath<String>,
+) -> Result<Json<SessionModeView>, AppError> {
+    Ok(Json(state.controls.mode(&session_id)?))
+}
+
+async fn control(
+    state: &AppState,
+    session_id: &str,
+    cmd: Command,
+) -> Result<Json<SessionModeView>, AppError> {
+    Ok(Json(
+        state
+            .controls
+            .control(&state.playback, session_id, cmd)
+            .await?,
+    ))
 }

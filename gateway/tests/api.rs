@@ -380,6 +380,8 @@ async fn demo_stream_is_registered_once() {
         demo.inputs[0].url,
         "testsrc://?codec=h264&width=1280&height=720&fps=25&gop=50&bitrate_kbps=1000"
     );
+    assert!(demo.should_record, "a first run can rewind the demo");
+    assert_eq!(demo.retention.max_age_secs, Some(3600));
     let gw = gw.restart().await;
     let list: Vec<StreamView> = gw.get("/streams").await.json().await.unwrap();
     assert_eq!(list.len(), 1);

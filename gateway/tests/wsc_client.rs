@@ -32,6 +32,8 @@ async fn receive(gw: &Gateway, file: &Path, websocket: bool, drop_percent: u8) -
         max_frames: Some(75),
         duration: Some(Duration::from_secs(20)),
         drop_percent,
+        start_ms: None,
+        speed: None,
         output: Some(Box::new(out)),
     })
     .await

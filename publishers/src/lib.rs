@@ -16,6 +16,7 @@ mod retransmit;
 mod round_trip;
 mod rtp_out;
 pub mod sdp;
+pub mod viewer;
 pub mod webrtc;
 pub mod wsc;
 

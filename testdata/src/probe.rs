@@ -48,3 +48,25 @@ pub fn ffprobe(file: &Path, format: Option<&str>) -> Option<Probed> {
             .unwrap_or(0.0),
     })
 }
+
+/// Decodes every frame of `file` with ffmpeg (forcing the demuxer `format` for raw streams) and returns what the
+/// decoder reported as errors, one line each: a missing reference, a corrupt slice, a bad NAL unit. An empty list
+/// is a clean decode. `Err` if ffmpeg could not run.
+pub fn decode_errors(file: &Path, format: Option<&str>) -> Result<Vec<String>, String> {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-v", "error"]);
+    if let Some(f) = format {
+        cmd.args(["-f", f]);
+    }
+    let out = cmd
+        .arg("-i")
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .map_err(|e| format!("running ffmpeg: {e}"))?;
+    Ok(String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect())
+}

@@ -37,6 +37,10 @@ pub struct ClientOptions {
     pub drop_percent: u8,
     /// Where the Annex-B stream goes.
     pub output: Option<Box<dyn Write + Send>>,
+    /// Start in the recording at this instant (wall-clock epoch ms): a version 2 session.
+    pub start_ms: Option<i64>,
+    /// Playback speed asked for right after `init` (version 2).
+    pub speed: Option<f64>,
 }
 
 /// What happened.
@@ -53,6 +57,21 @@ pub struct ClientStats {
     pub time_to_first_frame: Option<Duration>,
     pub transport: String,
     pub codec: String,
+    /// The `session_mode` messages received, as sent.
+    pub modes: Vec<Value>,
+}
+
+/// The session URL with the query a version 2 session needs, if any.
+fn session_url(opts: &ClientOptions) -> String {
+    if opts.start_ms.is_none() && opts.speed.is_none() {
+        return opts.url.clone();
+    }
+    let sep = if opts.url.contains('?') { '&' } else { '?' };
+    let mut url = format!("{}{sep}version=2", opts.url);
+    if let Some(t) = opts.start_ms {
+        url.push_str(&format!("&start_ms={t}"));
+    }
+    url
 }
 
 type Ws =
@@ -84,12 +103,21 @@ pub fn build_nack(media_ssrc: u32, seqs: &[u16]) -> Vec<u8> {
 /// Runs a session until the frame or time limit, or until the server ends it.
 pub async fn run(mut opts: ClientOptions) -> anyhow::Result<ClientStats> {
     let started = Instant::now();
-    let (mut ws, _) = tokio_tungstenite::connect_async(&opts.url)
+    let url = session_url(&opts);
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
         .await
-        .with_context(|| format!("connecting {}", opts.url))?;
+        .with_context(|| format!("connecting {url}"))?;
     let init = next_text(&mut ws).await?;
-    if init["type"] != "init" || init["version"] != 1 {
-        bail!("expected init version 1, got {init}");
+    if init["type"] != "init" || !matches!(init["version"].as_u64(), Some(1 | 2)) {
+        bail!("expected init version 1 or 2, got {init}");
+    }
+    if let Some(speed) = opts.speed {
+        ws.send(Message::Text(
+            serde_json::json!({"type": "speed", "speed": speed})
+                .to_string()
+                .into(),
+        ))
+        .await?;
     }
     let token = token_from_hex(init["token"].as_str().unwrap_or_default())
         .ok_or_else(|| anyhow!("init token is not 32 hex characters"))?;
@@ -153,6 +181,8 @@ pub async fn run(mut opts: ClientOptions) -> anyhow::Result<ClientStats> {
                             }
                         }
                         Some("transport") => stats.transport = v["mode"].as_str().unwrap_or_default().to_owned(),
+                        Some("session_mode") => stats.modes.push(v),
+                        Some("error") => tracing_error(&v),
                         Some("bye") => break,
                         _ => {}
                     }
@@ -217,6 +247,11 @@ pub async fn run(mut opts: ClientOptions) -> anyhow::Result<ClientStats> {
     stats.lost = reorder.lost;
     stats.repaired = reorder.repaired;
     Ok(stats)
+}
+
+/// A refused control message: said on standard error, the session goes on.
+fn tracing_error(v: &Value) {
+    eprintln!("server refused: {} ({})", v["message"], v["code"]);
 }
 
 /// Receive buffer asked for: a new session starts with a burst of the stream's cached GOP (up to several

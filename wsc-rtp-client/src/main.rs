@@ -3,6 +3,7 @@
 //! ```text
 //! wsc-rtp-client ws://127.0.0.1:8009/streams/demo/wsc-rtp -o demo.h264 --seconds 10
 //! wsc-rtp-client ws://127.0.0.1:8009/streams/demo/wsc-rtp -o - | ffplay -f h264 -
+//! wsc-rtp-client ws://127.0.0.1:8009/streams/demo/wsc-rtp --start-ms 1795000000000 --speed 4 -o rewind.h264
 //! ```
 
 use std::path::PathBuf;
@@ -34,6 +35,12 @@ struct Args {
     /// Drop this percentage of received datagrams (to watch NACK repair work)
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=90))]
     drop_percent: u8,
+    /// Start in the recording at this wall-clock instant (epoch ms) instead of live (protocol version 2)
+    #[arg(long)]
+    start_ms: Option<i64>,
+    /// Playback speed, 0.25 to 8 (protocol version 2)
+    #[arg(long)]
+    speed: Option<f64>,
 }
 
 #[tokio::main]
@@ -51,8 +58,19 @@ async fn main() -> anyhow::Result<()> {
         duration: args.seconds.map(Duration::from_secs),
         drop_percent: args.drop_percent,
         output,
+        start_ms: args.start_ms,
+        speed: args.speed,
     })
     .await?;
+    for m in &stats.modes {
+        eprintln!(
+            "session_mode {} {} at {} x{}",
+            m["mode"].as_str().unwrap_or("?"),
+            m["reason"].as_str().unwrap_or(""),
+            m["position_ms"],
+            m["speed"]
+        );
+    }
     eprintln!(
         "codec {} over {}: {} packets, {} dropped on purpose, {} repaired, {} lost, {} frames ({} keyframes), \
          first frame after {} ms",

@@ -40,6 +40,8 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
                 duration: Some(Duration::from_secs(10)),
                 drop_percent: 0,
                 output: None,
+                start_ms: None,
+                speed: None,
             })
             .await?;
             let t = stats

@@ -29,10 +29,15 @@ use webrtc::peer_connection::{
 };
 
 use crate::config::WebRtcConfig;
+use crate::playback::Playback;
+use crate::session_control::SessionControls;
+use crate::viewer_input::ViewerInputs;
 use crate::viewers::{ReserveError, ViewerBudget};
 use feedback::FeedbackCounts;
 use peer::PortCursor;
+use publishers::viewer::StartAt;
 use session_task::{LiveState, SessionTask};
+use sources::Codec;
 
 /// A session that has not connected by then is removed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -91,21 +96,43 @@ pub struct WebRtcService {
     config: WebRtcConfig,
     ports: PortCursor,
     budget: Arc<ViewerBudget>,
+    playback: Arc<Playback>,
+    controls: Arc<SessionControls>,
     sessions: Mutex<HashMap<String, Arc<SessionEntry>>>,
 }
 
 impl WebRtcService {
-    pub fn new(config: WebRtcConfig, budget: Arc<ViewerBudget>) -> Arc<WebRtcService> {
+    pub fn new(
+        config: WebRtcConfig,
+        budget: Arc<ViewerBudget>,
+        playback: Arc<Playback>,
+        controls: Arc<SessionControls>,
+    ) -> Arc<WebRtcService> {
         Arc::new(WebRtcService {
             ports: PortCursor::new(config.udp_ports),
             config,
             budget,
+            playback,
+            controls,
             sessions: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Answers `offer` for a viewer of `hub`'s stream and starts the session.
-    pub async fn create(self: &Arc<Self>, hub: Hub, offer: &str) -> Result<Created, WebRtcError> {
+    /// The codec a session negotiated, for checks that run before it exists (a start in the recording).
+    pub fn codec_for(&self, hub: &Hub, offer: &str) -> Result<Codec, WebRtcError> {
+        let params = hub
+            .camera_params()
+            .ok_or_else(|| WebRtcError::NotReady(hub.stream_id().to_owned()))?;
+        Ok(codec_of(&choose_codec(offer, &params)?))
+    }
+
+    /// Answers `offer` for a viewer of `hub`'s stream and starts the session, live or at `start`.
+    pub async fn create(
+        self: &Arc<Self>,
+        hub: Hub,
+        offer: &str,
+        start: StartAt,
+    ) -> Result<Created, WebRtcError> {
         let arrived = Instant::now();
         let stream_id = hub.stream_id().to_owned();
         let params = hub
@@ -150,13 +177,34 @@ impl WebRtcService {
             finished: CancellationToken::new(),
         });
         self.sessions.lock().insert(id.clone(), entry.clone());
+        let codec = codec_of(&chosen);
+        let control = self.controls.register(
+            &id,
+            hub.stream_id(),
+            Some(codec),
+            publishers::viewer::ModeView {
+                mode: match start {
+                    StartAt::Live => publishers::viewer::ModeName::Live,
+                    StartAt::Dvr { .. } => publishers::viewer::ModeName::Dvr,
+                },
+                position_ms: match start {
+                    StartAt::Live => None,
+                    StartAt::Dvr { position_ms } => Some(position_ms),
+                },
+                speed: 1.0,
+                paused: false,
+            },
+        );
         let task = SessionTask {
             service: self.clone(),
             session_id: id.clone(),
-            hub,
+            inputs: ViewerInputs::new(hub, self.playback.clone(), Some(codec)),
             peer,
             payload_type: chosen.payload_type,
             ssrc,
+            codec,
+            start,
+            control,
             live,
             stop: entry.stop.clone(),
             finished: entry.finished.clone(),
@@ -296,6 +344,14 @@ impl WebRtcService {
     /// Called by a session's task as it ends.
     fn forget(&self, session_id: &str) {
         self.sessions.lock().remove(session_id);
+    }
+}
+
+fn codec_of(chosen: &publishers::webrtc::offer::ChosenCodec) -> Codec {
+    if chosen.mime_type.eq_ignore_ascii_case("video/H265") {
+        Codec::H265
+    } else {
+        Codec::H264
     }
 }
 

@@ -1,16 +1,21 @@
-//! The task of one WebRTC session: follows the connection's state, feeds the track from the hub once connected,
-//! restarts from the GOP cache on a keyframe request, and frees everything when the session ends.
+//! The task of one WebRTC session: follows the connection's state, drives the session's viewer core (the same
+//! one WSC-RTP uses: live or DVR, pacing, numbering, keyframe-request policy) with frames from its input, keyframe
+//! requests, control commands and time, writes what the core sends to the track, and frees everything when the
+//! session ends.
 //!
 //! Back-pressure: `write_rtp` waits when the connection's queue is full; this task then falls behind, its hub
-//! queue fills and the hub drops this viewer to the next keyframe. No other viewer waits.
+//! queue fills and the hub drops this viewer to the next keyframe. No other viewer waits. A DVR player waits on
+//! its own bounded channel.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hub::{Hub, HubFrame, Subscriber};
+use hub::Hub;
 use parking_lot::Mutex;
-use publishers::{OutPacket, RtpOutput};
+use publishers::viewer::{StartAt, ViewerCore, ViewerOptions, ViewerOutput};
+use publishers::Feedback;
 use rtc::rtp;
+use sources::Codec;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
@@ -19,10 +24,12 @@ use webrtc::peer_connection::RTCPeerConnectionState;
 use super::feedback::has_keyframe_request;
 use super::peer::Peer;
 use super::{WebRtcService, CONNECT_TIMEOUT, DISCONNECT_GRACE};
+use crate::session_control::ControlRegistration;
+use crate::viewer_input::{Arrival, ViewerInputs};
 use crate::viewers::SessionPermit;
 
-/// Keyframe requests closer together than this are answered once: each answer resends the cached GOP.
-const KEYFRAME_ANSWER_INTERVAL: Duration = Duration::from_millis(500);
+/// How often a session reading the recording looks whether its stream still exists.
+const STREAM_CHECK: Duration = Duration::from_millis(500);
 
 /// What the API shows of a running session.
 pub struct LiveState {
@@ -60,22 +67,17 @@ fn state_name(s: RTCPeerConnectionState) -> &'static str {
 pub struct SessionTask {
     pub service: Arc<WebRtcService>,
     pub session_id: String,
-    pub hub: Hub,
+    pub inputs: ViewerInputs,
     pub peer: Peer,
     pub payload_type: u8,
     pub ssrc: u32,
+    pub codec: Codec,
+    pub start: StartAt,
+    pub control: ControlRegistration,
     pub live: Arc<Mutex<LiveState>>,
     pub stop: CancellationToken,
     pub finished: CancellationToken,
     pub permit: SessionPermit,
-}
-
-/// The next frame of `sub`, or never when there is no subscription yet.
-async fn next_frame(sub: &mut Option<Subscriber>) -> Option<Arc<HubFrame>> {
-    match sub {
-        Some(s) => s.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 impl SessionTask {
@@ -83,70 +85,35 @@ impl SessionTask {
         let SessionTask {
             service,
             session_id,
-            hub,
+            mut inputs,
             mut peer,
             payload_type,
             ssrc,
+            codec,
+            start,
+            mut control,
             live,
             stop,
             finished,
             permit,
         } = self;
-        let mut out = RtpOutput::new(ssrc, payload_type, rand::random());
-        let mut parts: Vec<OutPacket> = Vec::new();
-        let mut sub: Option<Subscriber> = None;
+        let mut opts = ViewerOptions::new(ssrc, payload_type, rand::random());
+        // The WebRTC stack answers NACKs from its own send buffer.
+        opts.history_packets = 0;
+        opts.codec = Some(codec);
+        let mut core = ViewerCore::new(Instant::now(), opts, start);
+        let hub: Hub = inputs.hub().clone();
         let mut deadline = Some(tokio::time::Instant::now() + CONNECT_TIMEOUT);
+        let mut connected = false;
+        let mut deferred = None;
         let mut track_events = true;
-        let mut last_keyframe_answer: Option<Instant> = None;
+        let mut stream_check = tokio::time::interval(STREAM_CHECK);
         let track = peer.track.clone();
         let why: &str = 'session: loop {
-            tokio::select! {
-                () = stop.cancelled() => break 'session "deleted",
-                s = peer.states.recv() => {
-                    let Some(s) = s else { break 'session "connection gone" };
-                    live.lock().state = state_name(s);
-                    match s {
-                        RTCPeerConnectionState::Connected => {
-                            deadline = None;
-                            if sub.is_none() {
-                                // Subscribing now starts the viewer from the GOP cache.
-                                sub = Some(hub.subscribe());
-                            }
-                        }
-                        RTCPeerConnectionState::Disconnected => {
-                            deadline = Some(tokio::time::Instant::now() + DISCONNECT_GRACE);
-                        }
-                        RTCPeerConnectionState::Failed => break 'session "connection failed",
-                        RTCPeerConnectionState::Closed => break 'session "connection closed",
-                        _ => {}
-                    }
-                }
-                () = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
-                    break 'session if sub.is_none() { "not connected in time" } else { "disconnected too long" };
-                }
-                ev = track.poll(), if track_events => match ev {
-                    Some(TrackLocalEvent::OnRtcpPacket(packets)) if has_keyframe_request(&packets) => {
-                        let now = Instant::now();
-                        let due = last_keyframe_answer
-                            .is_none_or(|t| now.duration_since(t) >= KEYFRAME_ANSWER_INTERVAL);
-                        if sub.is_some() && due {
-                            last_keyframe_answer = Some(now);
-                            sub = Some(hub.subscribe());
-                            out.discontinuity();
-                            live.lock().keyframe_requests_answered += 1;
-                        }
-                    }
-                    Some(_) => {}
-                    // Not bound (yet) or unbound: stop polling, the state events say what happens next.
-                    None => track_events = false,
-                },
-                f = next_frame(&mut sub) => {
-                    let Some(frame) = f else { break 'session "stream closed" };
-                    parts.clear();
-                    if !out.write_frame(&frame, &mut parts) {
-                        continue;
-                    }
-                    for p in parts.drain(..) {
+            while let Some(o) = core.poll_output() {
+                match o {
+                    ViewerOutput::Packet(p) | ViewerOutput::Resend(p) => {
+                        let marker = p.marker;
                         let packet = rtp::Packet {
                             header: rtp::header::Header {
                                 version: 2,
@@ -162,17 +129,90 @@ impl SessionTask {
                         if track.write_rtp(packet).await.is_err() {
                             break 'session "connection gone";
                         }
+                        if marker {
+                            let mut l = live.lock();
+                            l.frames_sent += 1;
+                            if l.time_to_first_frame.is_none() {
+                                l.time_to_first_frame = Some(l.created.elapsed());
+                            }
+                        }
                     }
-                    let mut l = live.lock();
-                    l.frames_sent += 1;
-                    if l.time_to_first_frame.is_none() {
-                        l.time_to_first_frame = Some(l.created.elapsed());
+                    // Until the connection is up nothing could be sent: the input opens then, so a viewer that
+                    // never connects costs no hub subscription or player.
+                    ViewerOutput::Input(req) if !connected => deferred = Some(req),
+                    ViewerOutput::Input(req) => {
+                        if let Some(event) = inputs.apply(req) {
+                            core.handle_event(Instant::now(), req.generation, event);
+                        }
                     }
+                    // One codec, negotiated once: new parameter sets travel in-band before each keyframe.
+                    ViewerOutput::Params(_) | ViewerOutput::Mode(_) => {}
+                }
+            }
+            live.lock().keyframe_requests_answered = core.stats().keyframe_requests_answered;
+            control.entry.publish(core.mode(), inputs.live_edge_ms());
+            let now = Instant::now();
+            let wake = core.poll_timeout(now).map(tokio::time::Instant::from_std);
+            let wants_frames = core.wants_frames();
+            tokio::select! {
+                () = stop.cancelled() => break 'session "deleted",
+                s = peer.states.recv() => {
+                    let Some(s) = s else { break 'session "connection gone" };
+                    live.lock().state = state_name(s);
+                    match s {
+                        RTCPeerConnectionState::Connected => {
+                            deadline = None;
+                            if !connected {
+                                connected = true;
+                                if let Some(req) = deferred.take() {
+                                    if let Some(event) = inputs.apply(req) {
+                                        core.handle_event(Instant::now(), req.generation, event);
+                                    }
+                                }
+                                core.set_ready(Instant::now());
+                            }
+                        }
+                        RTCPeerConnectionState::Disconnected => {
+                            deadline = Some(tokio::time::Instant::now() + DISCONNECT_GRACE);
+                        }
+                        RTCPeerConnectionState::Failed => break 'session "connection failed",
+                        RTCPeerConnectionState::Closed => break 'session "connection closed",
+                        _ => {}
+                    }
+                }
+                () = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                    break 'session if connected { "disconnected too long" } else { "not connected in time" };
+                }
+                ev = track.poll(), if track_events => match ev {
+                    Some(TrackLocalEvent::OnRtcpPacket(packets)) if has_keyframe_request(&packets) => {
+                        core.handle_feedback(Instant::now(), Feedback::Pli);
+                    }
+                    Some(_) => {}
+                    // Not bound (yet) or unbound: stop polling, the state events say what happens next.
+                    None => track_events = false,
+                },
+                a = inputs.next(wants_frames) => match a {
+                    Arrival::Frame { generation, frame } => core.handle_frame(Instant::now(), generation, frame),
+                    Arrival::Event { generation, event } => core.handle_event(Instant::now(), generation, event),
+                    Arrival::StreamClosed => break 'session "stream closed",
+                },
+                Some(msg) = control.commands.recv() => {
+                    let result = inputs.prepare(&msg.cmd, &core.mode()).map(|()| {
+                        // Checked by the caller; the core refuses nothing that passed `check`.
+                        let _ = core.handle_command(Instant::now(), msg.cmd);
+                        core.mode()
+                    });
+                    let _ = msg.reply.send(result);
+                }
+                _ = stream_check.tick() => if hub.is_closed() { break 'session "stream closed" },
+                () = async { tokio::time::sleep_until(wake.expect("guarded")).await }, if wake.is_some() => {
+                    core.handle_timeout(Instant::now());
                 }
             }
         };
         debug!(stream = %hub.stream_id(), session = %session_id, why, "WebRTC session ended");
-        drop(sub);
+        drop(inputs);
+        drop(control);
         let _ = peer.pc.close().await;
         service.forget(&session_id);
         drop(peer);

@@ -11,8 +11,10 @@ use std::sync::Arc;
 
 use publishers::wsc::WscOptions;
 
+use crate::playback::Playback;
+use crate::session_control::SessionControls;
 use crate::viewers::ViewerBudget;
-pub use session_task::run as run_session;
+pub use session_task::{run as run_session, WscStart};
 use udp::WscUdp;
 
 /// Largest WebSocket message a client may send; longer ones end the session (close 1009).
@@ -28,6 +30,8 @@ pub struct WscService {
     pub udp: Arc<WscUdp>,
     pub options: WscOptions,
     pub budget: Arc<ViewerBudget>,
+    pub playback: Arc<Playback>,
+    pub controls: Arc<SessionControls>,
 }
 
 impl WscService {
@@ -35,6 +39,8 @@ impl WscService {
     pub async fn start(
         bind: SocketAddr,
         budget: Arc<ViewerBudget>,
+        playback: Arc<Playback>,
+        controls: Arc<SessionControls>,
     ) -> std::io::Result<Arc<WscService>> {
         let udp = WscUdp::bind(bind).await?;
         let options = WscOptions {
@@ -46,6 +52,8 @@ impl WscService {
             udp,
             options,
             budget,
+            playback,
+            controls,
         }))
     }
 }

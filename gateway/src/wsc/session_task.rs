@@ -1,8 +1,9 @@
 //! The I/O edge of one WSC-RTP session: a task that feeds the sans-IO [`WscSession`] with WebSocket messages,
-//! routed UDP datagrams, hub frames, stream state and time, and carries out what it asks.
+//! routed UDP datagrams, frames from its input (the hub or a DVR player, [`ViewerInputs`]), control commands,
+//! stream state and time, and carries out what it asks.
 //!
 //! Back-pressure: a slow WebSocket or socket makes this task fall behind; its hub queue then fills and the hub
-//! drops this viewer to the next keyframe. Nobody else waits.
+//! drops this viewer to the next keyframe. Nobody else waits. A DVR player waits on its own bounded channel.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use hub::Hub;
+use publishers::viewer::{Command, StartAt};
 use publishers::wsc::messages::StreamStateName;
 use publishers::wsc::{Input, Output, WscIdentity, WscSession};
 use sources::IngestState;
@@ -19,6 +21,9 @@ use tracing::debug;
 use super::gso::Datagram;
 use super::udp::WscUdp;
 use super::WscService;
+use crate::error::AppError;
+use crate::session_control::{check, ControlEntry};
+use crate::viewer_input::{Arrival, ViewerInputs};
 use crate::viewers::SessionPermit;
 
 /// How often the stream's ingest state is looked at.
@@ -85,22 +90,50 @@ impl OutgoingDatagrams {
     }
 }
 
+/// How a session starts: where, and which protocol version the client asked for.
+#[derive(Clone, Copy, Debug)]
+pub struct WscStart {
+    pub at: StartAt,
+    pub version: u32,
+}
+
+/// Checks a command against the recordings and readies the input it needs; the error's code and words if not.
+async fn admit(
+    svc: &WscService,
+    entry: &ControlEntry,
+    inputs: &mut ViewerInputs,
+    session: &WscSession,
+    cmd: &Command,
+) -> Result<(), AppError> {
+    check(&svc.playback, entry, cmd).await?;
+    inputs.prepare(cmd, &session.mode())?;
+    Ok(())
+}
+
 /// Runs one session until it ends; `_permit` holds its place in the session count until then.
-pub async fn run(socket: WebSocket, svc: Arc<WscService>, hub: Hub, _permit: SessionPermit) {
+pub async fn run(
+    socket: WebSocket,
+    svc: Arc<WscService>,
+    hub: Hub,
+    start: WscStart,
+    _permit: SessionPermit,
+) {
     let identity = WscIdentity {
         session_id: format!("{:032x}", rand::random::<u128>()),
         token: rand::random(),
         ssrc: rand::random(),
         initial_seq: rand::random(),
         stream_name: hub.stream_id().to_owned(),
+        version: start.version,
     };
+    let session_id = identity.session_id.clone();
     let token = identity.token;
     let mut inbox = svc.udp.register(token);
     let _routes = RouteGuard {
         svc: svc.clone(),
         token,
     };
-    let mut sub = hub.subscribe();
+    let mut inputs = ViewerInputs::new(hub.clone(), svc.playback.clone(), None);
     let status = hub.status();
     let mut state = state_name(status.state);
     let params = hub.camera_params().or_else(|| hub.params());
@@ -110,7 +143,11 @@ pub async fn run(socket: WebSocket, svc: Arc<WscService>, hub: Hub, _permit: Ses
         svc.options.clone(),
         params,
         Some(state),
+        start.at,
     );
+    let mut control = svc
+        .controls
+        .register(&session_id, hub.stream_id(), None, session.mode());
     let (mut ws_tx, mut ws_rx) = socket.split();
     let mut state_poll = tokio::time::interval(STATE_POLL);
     debug!(stream = %hub.stream_id(), "WSC-RTP session started");
@@ -148,6 +185,27 @@ pub async fn run(socket: WebSocket, svc: Arc<WscService>, hub: Hub, _permit: Ses
                     svc.udp.set_peer(token, addr);
                     true
                 }
+                Output::Input(req) => {
+                    if let Some(event) = inputs.apply(req) {
+                        let generation = req.generation;
+                        session.handle(Instant::now(), Input::PlayerEvent { generation, event });
+                    }
+                    true
+                }
+                Output::Control(cmd) => {
+                    let entry = control.entry.clone();
+                    match admit(&svc, &entry, &mut inputs, &session, &cmd).await {
+                        Ok(()) => session.handle(Instant::now(), Input::Command(cmd)),
+                        Err(e) => session.handle(
+                            Instant::now(),
+                            Input::CommandRefused {
+                                code: e.status_and_code().1,
+                                message: e.to_string(),
+                            },
+                        ),
+                    }
+                    true
+                }
                 Output::Close { code } => {
                     let _ = ws_tx
                         .send(Message::Close(Some(CloseFrame {
@@ -167,10 +225,13 @@ pub async fn run(socket: WebSocket, svc: Arc<WscService>, hub: Hub, _permit: Ses
         if session.is_closed() {
             return;
         }
-        let wake = session.poll_timeout().map_or_else(
+        control.entry.publish(session.mode(), inputs.live_edge_ms());
+        let now = Instant::now();
+        let wake = session.poll_timeout(now).map_or_else(
             || tokio::time::Instant::now() + Duration::from_secs(3600),
             tokio::time::Instant::from_std,
         );
+        let wants_frames = session.wants_frames();
         tokio::select! {
             msg = ws_rx.next() => match msg {
                 Some(Ok(Message::Text(t))) => session.handle(Instant::now(), Input::WsText(t.as_str())),
@@ -185,12 +246,29 @@ pub async fn run(socket: WebSocket, svc: Arc<WscService>, hub: Hub, _permit: Ses
             d = inbox.recv() => if let Some((from, data)) = d {
                 session.handle(Instant::now(), Input::Datagram { from, data: &data });
             },
-            f = sub.recv() => match f {
-                Some(f) => session.handle(Instant::now(), Input::Frame(f)),
-                None if svc.budget.closing() => session.handle(Instant::now(), Input::Shutdown),
-                None => session.handle(Instant::now(), Input::StreamDeleted),
+            a = inputs.next(wants_frames) => match a {
+                Arrival::Frame { generation, frame } => {
+                    session.handle(Instant::now(), Input::Frame { generation, frame })
+                }
+                Arrival::Event { generation, event } => {
+                    session.handle(Instant::now(), Input::PlayerEvent { generation, event })
+                }
+                Arrival::StreamClosed if svc.budget.closing() => session.handle(Instant::now(), Input::Shutdown),
+                Arrival::StreamClosed => session.handle(Instant::now(), Input::StreamDeleted),
+            },
+            Some(msg) = control.commands.recv() => {
+                let result = inputs.prepare(&msg.cmd, &session.mode()).map(|()| {
+                    session.handle(Instant::now(), Input::Command(msg.cmd));
+                    session.mode()
+                });
+                let _ = msg.reply.send(result);
             },
             _ = state_poll.tick() => {
+                if hub.is_closed() {
+                    // Reading the recording, the session holds no hub subscription to see it close.
+                    let input = if svc.budget.closing() { Input::Shutdown } else { Input::StreamDeleted };
+                    session.handle(Instant::now(), input);
+                }
                 let now_state = state_name(hub.status().state);
                 if now_state != state {
                     state = now_state;

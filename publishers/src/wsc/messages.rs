@@ -35,6 +35,15 @@ pub enum ServerMessage {
         position_ms: Option<i64>,
         #[serde(skip_serializing_if = "Option::is_none", default)]
         speed: Option<f64>,
+        /// Version 2: whether DVR playback is paused.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        paused: Option<bool>,
+        /// Version 2: what made the mode or position change (`seek`, `gap`, `caught_up`, ...).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        reason: Option<String>,
+        /// Version 2: words for a `segment_skipped` or `player_failed` reason.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        detail: Option<String>,
     },
     Pong {
         #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -62,6 +71,18 @@ pub enum ClientMessage {
         seqs: Vec<u16>,
     },
     KeyframeRequest,
+    /// Version 2: play the recording from this wall-clock instant (epoch ms).
+    Seek {
+        position_ms: i64,
+    },
+    /// Version 2: back to live.
+    Live,
+    /// Version 2: playback speed, 0.25 to 8.
+    Speed {
+        speed: f64,
+    },
+    Pause,
+    Play,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,7 +157,15 @@ pub fn parse_client(text: &str, max_len: usize) -> Result<ClientMessage, Message
         .to_owned();
     if !matches!(
         ty.as_str(),
-        "ping" | "use_websocket" | "nack" | "keyframe_request"
+        "ping"
+            | "use_websocket"
+            | "nack"
+            | "keyframe_request"
+            | "seek"
+            | "live"
+            | "speed"
+            | "pause"
+            | "play"
     ) {
         return Err(MessageError::UnknownType(ty));
     }
@@ -199,6 +228,22 @@ mod tests {
         assert_eq!(
             parse_client(&" ".repeat(5000), 4096).unwrap_err().code(),
             "too_large"
+        );
+        assert_eq!(
+            parse_client(r#"{"type":"seek","position_ms":1795000000000}"#, 4096),
+            Ok(ClientMessage::Seek {
+                position_ms: 1_795_000_000_000
+            })
+        );
+        assert_eq!(
+            parse_client(r#"{"type":"speed","speed":0.25}"#, 4096),
+            Ok(ClientMessage::Speed { speed: 0.25 })
+        );
+        assert_eq!(
+            parse_client(r#"{"type":"seek","position_ms":"soon"}"#, 4096)
+                .unwrap_err()
+                .code(),
+            "bad_field"
         );
         let many = format!(r#"{{"type":"nack","seqs":[{}]}}"#, vec!["1"; 300].join(","));
         assert_eq!(parse_client(&many, 4096).unwrap_err().code(), "bad_field");

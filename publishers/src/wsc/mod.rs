@@ -7,4 +7,7 @@ mod ratelimit;
 mod session;
 
 pub use ratelimit::ProofRateLimiter;
-pub use session::{Input, Output, WscIdentity, WscOptions, WscSession, WscStats, PAYLOAD_TYPE};
+pub use session::{
+    Input, Output, WscIdentity, WscOptions, WscSession, WscStats, DEFAULT_VERSION, LATEST_VERSION,
+    PAYLOAD_TYPE,
+};

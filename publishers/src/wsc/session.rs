@@ -1,10 +1,12 @@
-//! Sans-IO WSC-RTP session (WSC-RTP-PROTOCOL.md): WebSocket messages, UDP datagrams, hub frames and time in;
-//! messages, datagrams and a close out. No sockets, no clock: the caller passes `now` and drains
-//! [`WscSession::poll_output`], then sleeps until [`WscSession::poll_timeout`].
+//! Sans-IO WSC-RTP session (WSC-RTP-PROTOCOL.md): WebSocket messages, UDP datagrams, frames from the session's
+//! input and time in; messages, datagrams, input requests and a close out. No sockets, no clock: the caller
+//! passes `now` and drains [`WscSession::poll_output`], then sleeps until [`WscSession::poll_timeout`].
 //!
-//! Media is held back (from the first keyframe on, like a GOP cache) until the path is known: a valid UDP proof
-//! (media then goes only to the proving address) or the fall-back to the WebSocket (no proof in time, or the
-//! client asks). The session never sends to an address that did not present its token.
+//! What the viewer sees (live or DVR, pacing, RTP numbering, NACK history, keyframe requests) is the shared
+//! [`ViewerCore`]; this type is only the WSC-RTP edge of it: the proof that picks the UDP path, the WebSocket
+//! fall-back, the messages. Media is held back (from the first keyframe on, like a GOP cache) until the path is
+//! known: a valid UDP proof (media then goes only to the proving address) or the fall-back to the WebSocket (no
+//! proof in time, or the client asks). The session never sends to an address that did not present its token.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -20,16 +22,25 @@ use super::messages::{
     parse_client, ByeReason, ClientMessage, ServerMessage, SessionModeName, StreamStateName,
     TransportMode,
 };
-use crate::retransmit::{parse_feedback, Feedback, SendHistory};
-use crate::rtp_out::{OutPacket, RtpOutput};
+use crate::retransmit::parse_feedback;
+use crate::rtp_out::OutPacket;
 use crate::sdp;
+use crate::viewer::{
+    Command, InputEvent, InputRequest, ModeName, ModeReport, ModeView, StartAt, ViewerCore,
+    ViewerOptions, ViewerOutput,
+};
 
 /// Payload type of WSC-RTP media.
 pub const PAYLOAD_TYPE: u8 = 96;
 
-/// Outputs the queue, and packets the frame buffer, keep room for once drained (a delta frame's packets and a few
-/// messages); a keyframe or a joining GOP burst grows them for a moment only.
+/// Outputs the queue keeps room for once drained (a delta frame's packets and a few messages); a keyframe or a
+/// joining GOP burst grows it for a moment only.
 const ROOM_KEPT: usize = 64;
+
+/// The protocol version a client gets unless it asks for another.
+pub const DEFAULT_VERSION: u32 = 1;
+/// The newest protocol version (DVR control messages, richer `session_mode`).
+pub const LATEST_VERSION: u32 = 2;
 
 /// Timeouts and limits of a session.
 #[derive(Clone, Debug)]
@@ -69,6 +80,8 @@ pub struct WscIdentity {
     pub ssrc: u32,
     pub initial_seq: u16,
     pub stream_name: String,
+    /// Protocol version announced in `init` (1 or 2).
+    pub version: u32,
 }
 
 /// Something that happened to the session.
@@ -79,8 +92,18 @@ pub enum Input<'a> {
     WsBinary(&'a [u8]),
     /// A UDP datagram routed to this session (by its token, or from its proved address).
     Datagram { from: SocketAddr, data: &'a [u8] },
-    /// A frame from the stream's hub.
-    Frame(Arc<HubFrame>),
+    /// A frame from the session's input (the hub, or a DVR player), tagged with the generation of the
+    /// [`InputRequest`] that input answers.
+    Frame {
+        generation: u64,
+        frame: Arc<HubFrame>,
+    },
+    /// An event from the session's DVR player.
+    PlayerEvent { generation: u64, event: InputEvent },
+    /// A control command, checked against the recordings by the caller (from a client message, or the HTTP API).
+    Command(Command),
+    /// A control command the caller refused: tell the client.
+    CommandRefused { code: &'static str, message: String },
     /// The stream's ingest state changed.
     StreamState(StreamStateName),
     /// The stream was deleted (its hub closed).
@@ -112,6 +135,11 @@ pub enum Output {
     Close {
         code: u16,
     },
+    /// Feed the session from this input from now on.
+    Input(InputRequest),
+    /// The client asked for this; check it against the recordings and hand it back as [`Input::Command`] (or
+    /// refuse it with [`Input::CommandRefused`]).
+    Control(Command),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,12 +168,7 @@ pub struct WscSession {
     started: Instant,
     path: Path,
     out: VecDeque<Output>,
-    rtp: RtpOutput,
-    history: SendHistory,
-    /// Packets of the frame being sent (kept to reuse its allocation).
-    packets: Vec<OutPacket>,
-    pending: Vec<Arc<HubFrame>>,
-    last_keyframe: Option<Arc<HubFrame>>,
+    core: ViewerCore,
     params: Option<Arc<ParameterSets>>,
     state: Option<StreamStateName>,
     last_activity: Instant,
@@ -155,25 +178,26 @@ pub struct WscSession {
 }
 
 impl WscSession {
-    /// Starts a session: queues `init`, `session_mode` and, when known, `sdp` and `stream_state`.
+    /// Starts a session at `start`: queues `init`, when known `sdp` and `stream_state`, the first
+    /// `session_mode`, and the request for the first input.
     pub fn new(
         now: Instant,
         id: WscIdentity,
         opts: WscOptions,
         params: Option<Arc<ParameterSets>>,
         state: Option<StreamStateName>,
+        start: StartAt,
     ) -> Self {
+        let mut viewer = ViewerOptions::new(id.ssrc, PAYLOAD_TYPE, id.initial_seq);
+        viewer.history_packets = opts.history_packets;
+        viewer.pending_max_frames = opts.pending_max_frames;
         let mut s = WscSession {
-            rtp: RtpOutput::new(id.ssrc, PAYLOAD_TYPE, id.initial_seq),
-            history: SendHistory::new(opts.history_packets),
-            packets: Vec::new(),
+            core: ViewerCore::new(now, viewer, start),
             path: Path::AwaitingProof {
                 deadline: now + opts.proof_timeout,
             },
             started: now,
             out: VecDeque::new(),
-            pending: Vec::new(),
-            last_keyframe: None,
             params: None,
             state: None,
             last_activity: now,
@@ -184,7 +208,7 @@ impl WscSession {
             opts,
         };
         s.send_msg(ServerMessage::Init {
-            version: 1,
+            version: s.id.version,
             session_id: s.id.session_id.clone(),
             token: datagram::token_to_hex(&s.id.token),
             udp_port: s.opts.udp_port,
@@ -200,12 +224,23 @@ impl WscSession {
         if let Some(st) = state {
             s.announce_state(st);
         }
-        s.send_msg(ServerMessage::SessionMode {
-            mode: SessionModeName::Live,
-            position_ms: None,
-            speed: None,
-        });
+        s.drain_core(now);
         s
+    }
+
+    /// Where the viewer is: live or DVR, position, speed, pause.
+    pub fn mode(&self) -> ModeView {
+        self.core.mode()
+    }
+
+    /// The generation of the input the session reads now (frames of older ones are dropped).
+    pub fn generation(&self) -> u64 {
+        self.core.generation()
+    }
+
+    /// Whether the driver may hand over another frame from a DVR player.
+    pub fn wants_frames(&self) -> bool {
+        self.core.wants_frames()
     }
 
     pub fn is_closed(&self) -> bool {
@@ -234,15 +269,16 @@ impl WscSession {
     }
 
     /// When [`WscSession::handle_timeout`] must be called next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
         if self.closed {
             return None;
         }
         let idle = self.last_activity + self.opts.idle_timeout;
-        Some(match self.path {
+        let own = match self.path {
             Path::AwaitingProof { deadline } => deadline.min(idle),
             _ => idle,
-        })
+        };
+        Some(self.core.poll_timeout(now).map_or(own, |t| t.min(own)))
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -255,12 +291,15 @@ impl WscSession {
                     "no UDP proof within {} ms",
                     self.opts.proof_timeout.as_millis()
                 );
-                self.use_websocket(reason);
+                self.use_websocket(now, reason);
             }
         }
         if now.saturating_duration_since(self.last_activity) >= self.opts.idle_timeout {
             self.bye(ByeReason::IdleTimeout, 1000);
+            return;
         }
+        self.core.handle_timeout(now);
+        self.drain_core(now);
     }
 
     pub fn handle(&mut self, now: Instant, input: Input<'_>) {
@@ -276,11 +315,82 @@ impl WscSession {
                 }
             }
             Input::Datagram { from, data } => self.on_datagram(now, from, data),
-            Input::Frame(f) => self.on_frame(now, f),
+            Input::Frame { generation, frame } => self.core.handle_frame(now, generation, frame),
+            Input::PlayerEvent { generation, event } => {
+                self.core.handle_event(now, generation, event)
+            }
+            Input::Command(cmd) => {
+                if let Err(e) = self.core.handle_command(now, cmd) {
+                    let code = match e {
+                        crate::viewer::CommandError::BadSpeed(_) => "bad_speed",
+                        crate::viewer::CommandError::BadPosition(_) => "bad_position",
+                    };
+                    self.send_msg(ServerMessage::Error {
+                        code: code.into(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+            Input::CommandRefused { code, message } => self.send_msg(ServerMessage::Error {
+                code: code.into(),
+                message,
+            }),
             Input::StreamState(st) => self.announce_state(st),
             Input::StreamDeleted => self.bye(ByeReason::StreamDeleted, 1000),
             Input::Shutdown => self.bye(ByeReason::ServerShutdown, 1001),
         }
+        self.drain_core(now);
+    }
+
+    /// Carries out what the viewer core asks: media onto the current path, `sdp` and `session_mode` messages,
+    /// input requests to the driver.
+    fn drain_core(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        while let Some(o) = self.core.poll_output() {
+            match o {
+                ViewerOutput::Packet(p) => {
+                    if self.stats.first_packet_after.is_none() {
+                        self.stats.first_packet_after =
+                            Some(now.saturating_duration_since(self.started));
+                    }
+                    self.emit_media(&p);
+                }
+                ViewerOutput::Resend(p) => self.emit_media(&p),
+                ViewerOutput::Params(p) => self.announce_params(p),
+                ViewerOutput::Mode(m) => self.announce_mode(m),
+                ViewerOutput::Input(r) => self.out.push_back(Output::Input(r)),
+            }
+        }
+        let c = self.core.stats();
+        self.stats.packets_sent = c.packets_sent;
+        self.stats.bytes_sent = c.bytes_sent;
+        self.stats.retransmitted = c.retransmitted;
+        self.stats.nack_requests = c.nack_requests;
+        self.stats.frames_sent = c.frames_sent;
+    }
+
+    fn announce_mode(&mut self, m: ModeReport) {
+        let msg = match m.view.mode {
+            ModeName::Live => ServerMessage::SessionMode {
+                mode: SessionModeName::Live,
+                position_ms: None,
+                speed: None,
+                paused: None,
+                reason: Some(m.reason.as_str().into()),
+                detail: m.detail,
+            },
+            ModeName::Dvr => ServerMessage::SessionMode {
+                mode: SessionModeName::Dvr,
+                position_ms: m.view.position_ms,
+                speed: Some(m.view.speed),
+                paused: Some(m.view.paused),
+                reason: Some(m.reason.as_str().into()),
+                detail: m.detail,
+            },
+        };
+        self.send_msg(msg);
     }
 
     fn send_msg(&mut self, m: ServerMessage) {
@@ -326,11 +436,24 @@ impl WscSession {
                     ClientMessage::Ping { id } => self.send_msg(ServerMessage::Pong { id }),
                     ClientMessage::UseWebsocket => {
                         if self.path != Path::WebSocket {
-                            self.use_websocket("client request".into());
+                            self.use_websocket(now, "client request".into());
                         }
                     }
-                    ClientMessage::Nack { seqs } => self.retransmit(&seqs),
-                    ClientMessage::KeyframeRequest => self.resend_keyframe(now),
+                    ClientMessage::Nack { seqs } => {
+                        self.core.handle_feedback(now, crate::Feedback::Nack(seqs))
+                    }
+                    ClientMessage::KeyframeRequest => {
+                        self.core.handle_feedback(now, crate::Feedback::Pli)
+                    }
+                    ClientMessage::Seek { position_ms } => self
+                        .out
+                        .push_back(Output::Control(Command::Seek { position_ms })),
+                    ClientMessage::Live => self.out.push_back(Output::Control(Command::Live)),
+                    ClientMessage::Speed { speed } => {
+                        self.out.push_back(Output::Control(Command::Speed(speed)))
+                    }
+                    ClientMessage::Pause => self.out.push_back(Output::Control(Command::Pause)),
+                    ClientMessage::Play => self.out.push_back(Output::Control(Command::Play)),
                 }
             }
             Err(e) => {
@@ -376,7 +499,7 @@ impl WscSession {
                     mode: TransportMode::Udp,
                     reason: None,
                 });
-                self.flush_pending(now);
+                self.core.set_ready(now);
             }
         } else if self.udp_peer() == Some(from) {
             self.on_rtcp(now, data);
@@ -389,67 +512,21 @@ impl WscSession {
             return;
         };
         for f in feedback {
-            match f {
-                Feedback::Nack(seqs) => self.retransmit(&seqs),
-                Feedback::Pli => self.resend_keyframe(now),
-            }
+            self.core.handle_feedback(now, f);
         }
     }
 
-    fn use_websocket(&mut self, reason: String) {
+    fn use_websocket(&mut self, now: Instant, reason: String) {
         self.path = Path::WebSocket;
         self.send_msg(ServerMessage::Transport {
             mode: TransportMode::Websocket,
             reason: Some(reason),
         });
-        self.flush_pending(self.last_activity);
-    }
-
-    fn on_frame(&mut self, now: Instant, f: Arc<HubFrame>) {
-        self.announce_params(f.frame.params.clone());
-        if f.frame.is_keyframe {
-            self.last_keyframe = Some(f.clone());
-        }
-        if matches!(self.path, Path::AwaitingProof { .. }) {
-            if f.frame.is_keyframe {
-                self.pending.clear();
-            }
-            if (!self.pending.is_empty() || f.frame.is_keyframe)
-                && self.pending.len() < self.opts.pending_max_frames
-            {
-                self.pending.push(f);
-            }
-            return;
-        }
-        self.send_frame(now, &f);
-    }
-
-    fn flush_pending(&mut self, now: Instant) {
-        for f in std::mem::take(&mut self.pending) {
-            self.send_frame(now, &f);
-        }
-    }
-
-    fn send_frame(&mut self, now: Instant, f: &HubFrame) {
-        let mut packets = std::mem::take(&mut self.packets);
-        if self.rtp.write_frame(f, &mut packets) {
-            self.stats.frames_sent += 1;
-            if self.stats.first_packet_after.is_none() {
-                self.stats.first_packet_after = Some(now.saturating_duration_since(self.started));
-            }
-            for p in packets.drain(..) {
-                self.stats.packets_sent += 1;
-                self.stats.bytes_sent += 12 + p.payload.len() as u64;
-                self.emit_media(&p);
-                self.history.push(p);
-            }
-        }
-        packets.shrink_to(ROOM_KEPT);
-        self.packets = packets;
+        self.core.set_ready(now);
     }
 
     fn emit_media(&mut self, p: &OutPacket) {
-        let (pt, ssrc) = (self.rtp.payload_type(), self.rtp.ssrc());
+        let (pt, ssrc) = (self.core.payload_type(), self.core.ssrc());
         match self.path {
             Path::Udp { peer } => self.out.push_back(Output::Rtp {
                 to: peer,
@@ -458,29 +535,6 @@ impl WscSession {
             }),
             Path::WebSocket => self.out.push_back(Output::WsBinary(p.to_bytes(pt, ssrc))),
             Path::AwaitingProof { .. } => {}
-        }
-    }
-
-    fn retransmit(&mut self, seqs: &[u16]) {
-        self.stats.nack_requests += 1;
-        for &s in seqs {
-            if let Some(p) = self.history.get(s).cloned() {
-                self.stats.retransmitted += 1;
-                self.emit_media(&p);
-            }
-        }
-    }
-
-    /// Picture loss: send the cached keyframe now, then nothing until the next live keyframe, so the decoder
-    /// restarts from a clean picture at once instead of waiting a whole GOP.
-    fn resend_keyframe(&mut self, now: Instant) {
-        if matches!(self.path, Path::AwaitingProof { .. }) {
-            return;
-        }
-        if let Some(k) = self.last_keyframe.clone() {
-            self.rtp.discontinuity();
-            self.send_frame(now, &k);
-            self.rtp.discontinuity();
         }
     }
 }

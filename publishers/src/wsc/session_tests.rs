@@ -51,6 +51,7 @@ fn session(t0: Instant) -> WscSession {
         ssrc: 42,
         initial_seq: 1000,
         stream_name: "cam".into(),
+        version: 2,
     };
     WscSession::new(
         t0,
@@ -61,7 +62,20 @@ fn session(t0: Instant) -> WscSession {
         },
         None,
         Some(StreamStateName::Running),
+        StartAt::Live,
     )
+}
+
+/// A frame of the session's current input.
+fn feed(s: &mut WscSession, t: Instant, f: Arc<HubFrame>) {
+    let generation = s.generation();
+    s.handle(
+        t,
+        Input::Frame {
+            generation,
+            frame: f,
+        },
+    );
 }
 
 fn drain(s: &mut WscSession) -> Vec<Output> {
@@ -112,9 +126,9 @@ fn init_then_media_only_after_a_valid_proof_starting_at_a_keyframe() {
     );
     assert_eq!(first[2]["mode"], "live");
 
-    s.handle(t0, Input::Frame(frame(0, false)));
-    s.handle(t0, Input::Frame(frame(1, true)));
-    s.handle(t0, Input::Frame(frame(2, false)));
+    feed(&mut s, t0, frame(0, false));
+    feed(&mut s, t0, frame(1, true));
+    feed(&mut s, t0, frame(2, false));
     let outs = drain(&mut s);
     assert_eq!(texts(&outs)[0]["type"], "sdp");
     assert!(
@@ -182,7 +196,7 @@ fn media_never_goes_to_an_address_that_did_not_prove() {
             data: &build_proof(ProofKind::Proof, &TOKEN),
         },
     );
-    s.handle(t0, Input::Frame(frame(0, true)));
+    feed(&mut s, t0, frame(0, true));
     drain(&mut s);
     // B sends a NACK for a packet A got: no retransmission to anyone.
     let mut nack = vec![0x81, 205, 0, 3, 0, 0, 0, 9, 0, 0, 0, 42];
@@ -214,7 +228,7 @@ fn media_never_goes_to_an_address_that_did_not_prove() {
             data: &build_proof(ProofKind::KeepAlive, &TOKEN),
         },
     );
-    s.handle(t0, Input::Frame(frame(1, false)));
+    feed(&mut s, t0, frame(1, false));
     let outs = drain(&mut s);
     assert!(outs.contains(&Output::UdpPeer(b())));
     assert_eq!(datagrams_to(&outs, b()).len(), 2, "ack + the delta frame");
@@ -225,9 +239,9 @@ fn media_never_goes_to_an_address_that_did_not_prove() {
 fn no_proof_in_time_falls_back_to_the_websocket() {
     let t0 = Instant::now();
     let mut s = session(t0);
-    s.handle(t0, Input::Frame(frame(0, true)));
+    feed(&mut s, t0, frame(0, true));
     drain(&mut s);
-    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(3000)));
+    assert_eq!(s.poll_timeout(t0), Some(t0 + Duration::from_millis(3000)));
     s.handle_timeout(t0 + Duration::from_millis(2999));
     assert!(drain(&mut s).is_empty());
     s.handle_timeout(t0 + Duration::from_millis(3000));
@@ -255,7 +269,7 @@ fn client_may_ask_for_the_websocket_and_for_retransmissions() {
     let t0 = Instant::now();
     let mut s = session(t0);
     s.handle(t0, Input::WsText(r#"{"type":"use_websocket"}"#));
-    s.handle(t0, Input::Frame(frame(0, true)));
+    feed(&mut s, t0, frame(0, true));
     let sent: Vec<Bytes> = drain(&mut s)
         .into_iter()
         .filter_map(|o| {
@@ -294,14 +308,14 @@ fn idle_timeout_and_stream_deletion_end_the_session() {
     let outs = drain(&mut s);
     assert_eq!(texts(&outs).last().unwrap()["reason"], "idle_timeout");
     assert_eq!(outs.last(), Some(&Output::Close { code: 1000 }));
-    assert!(s.is_closed() && s.poll_timeout().is_none());
+    assert!(s.is_closed() && s.poll_timeout(t0).is_none());
 
     let mut s = session(t0);
     drain(&mut s);
     s.handle(t0, Input::StreamDeleted);
     let outs = drain(&mut s);
     assert_eq!(texts(&outs)[0]["reason"], "stream_deleted");
-    s.handle(t0, Input::Frame(frame(0, true)));
+    feed(&mut s, t0, frame(0, true));
     assert!(drain(&mut s).is_empty(), "nothing after the end");
 }
 
