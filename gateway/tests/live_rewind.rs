@@ -134,84 +134,6 @@ async fn post(gw: &Gateway, path: &str, body: Value) -> reqwest::Response {
         .unwrap()
 }
 
-async fn ranges(gw: &Gateway, stream: &str) -> Vec<(i64, i64)> {
-    let v: Value = reqwest::get(format!("{}/streams/{stream}/recordings", gw.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["ranges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["start_ms"].as_i64().unwrap(),
-                r["end_ms"].as_i64().unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// Waits until the recording has `n` ranges, the last at least `last_ms` long.
-async fn recorded(gw: &Gateway, stream: &str, n: usize, last_ms: i64) -> Vec<(i64, i64)> {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        let r = ranges(gw, stream).await;
-        if r.len() == n && r[n - 1].1 - r[n - 1].0 >= last_ms {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "recording never reached {n} ranges: {r:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn record(gw: &Gateway, stream: &str) {
-    let r = reqwest::Client::new()
-        .patch(format!("{}/streams/{stream}", gw.base_url()))
-        .json(&json!({"should_record": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-}
-
-/// A recorded camera with an outage: ranges `[a0, a1)` and `[b0, b1)`, the second still being written.
-async fn recorded_camera_with_a_gap() -> (RtspFixture, Gateway, tempfile::TempDir, Vec<(i64, i64)>)
-{
-    let (mut fixture, gw, dir) =
-        common::gateway_with_camera_and(FixtureOptions::default(), |c| c.segment_secs = 2).await;
-    record(&gw, "cam").await;
-    recorded(&gw, "cam", 1, 5_000).await;
-    fixture.stop();
-    // The camera stays away for a while once the gateway has noticed: the recording gets a gap.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let view: Value = reqwest::get(format!("{}/streams/cam", gw.base_url()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if view["state"] != "running" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the outage was never noticed: {view}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    fixture.restart().unwrap();
-    let r = recorded(&gw, "cam", 2, 4_000).await;
-    (fixture, gw, dir, r)
-}
-
 /// Depacketizes what the client received into an elementary stream and decodes it with ffmpeg: every access
 /// unit must decode, without a single decoder error. Returns the pictures decoded and their size.
 fn decodes_cleanly(packets: &[Vec<u8>], codec: Codec) -> (u64, u32, u32) {
@@ -262,7 +184,7 @@ fn check_one_stream(packets: &[Vec<u8>]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_wsc_rtp_session_through_20_switches_stays_one_decodable_stream() {
-    let (_fixture, gw, _dir, r) = recorded_camera_with_a_gap().await;
+    let (_fixture, gw, _dir, r) = common::recording::recorded_camera_with_a_gap().await;
     let ((a0, a1), (b0, _b1)) = (r[0], r[1]);
     let mut v = Viewer::open(&gw, "cam", "").await;
     v.frames_more(10).await;
@@ -378,7 +300,11 @@ async fn one_wsc_rtp_session_through_20_switches_stays_one_decodable_stream() {
     v.mode("speed").await;
     v.frames_more(10).await;
     // 20. Near the live edge at 2x: the player catches up and the session returns to live by itself.
-    let edge = ranges(&gw, "cam").await.last().unwrap().1;
+    let edge = common::recording::ranges(&gw, "cam")
+        .await
+        .last()
+        .unwrap()
+        .1;
     v.send(json!({"type": "seek", "position_ms": edge - 3_000}))
         .await;
     v.mode("opened").await;
@@ -451,8 +377,8 @@ async fn h265_is_recorded_and_replayed_from_a_session_that_starts_in_the_recordi
         |c| c.segment_secs = 2,
     )
     .await;
-    record(&gw, "cam").await;
-    let r = recorded(&gw, "cam", 1, 4_000).await;
+    common::recording::record(&gw, "cam").await;
+    let r = common::recording::recorded(&gw, "cam", 1, 4_000).await;
     let mut v = Viewer::open(&gw, "cam", &format!("&start_ms={}", r[0].0 + 300)).await;
     let start = v.mode("start").await;
     assert_eq!(start["mode"], "dvr", "{start}");
@@ -498,8 +424,8 @@ async fn bad_control_calls_get_typed_errors_and_leave_the_session_running() {
         "a start in a stream with no recording is refused before the upgrade"
     );
 
-    record(&gw, "cam").await;
-    let r = recorded(&gw, "cam", 1, 2_500).await;
+    common::recording::record(&gw, "cam").await;
+    let r = common::recording::recorded(&gw, "cam", 1, 2_500).await;
     let resp = seek(json!({"position_ms": r[0].0 - 60_000})).await;
     assert_eq!(resp.status(), 416);
     let body: Value = resp.json().await.unwrap();
@@ -573,8 +499,8 @@ async fn bad_control_calls_get_typed_errors_and_leave_the_session_running() {
 async fn a_stream_deleted_during_dvr_ends_the_session_cleanly() {
     let (_fixture, gw, _dir) =
         common::gateway_with_camera_and(FixtureOptions::default(), |c| c.segment_secs = 2).await;
-    record(&gw, "cam").await;
-    let r = recorded(&gw, "cam", 1, 2_500).await;
+    common::recording::record(&gw, "cam").await;
+    let r = common::recording::recorded(&gw, "cam", 1, 2_500).await;
     let mut v = Viewer::open(&gw, "cam", &format!("&start_ms={}", r[0].0)).await;
     v.frames_more(5).await;
     let resp = reqwest::Client::new()

@@ -1,6 +1,8 @@
 //! The browser as the user: headless Chromium (driven over ChromeDriver's W3C WebDriver API) opens the live view
 //! page against the gateway and the RTSP fixture, plays the stream over WHEP, and its own `getStats()` shows
-//! frames decoded rising past 50 without a freeze. Leaving the page ends the gateway's session.
+//! frames decoded rising past 50 without a freeze. Leaving the page ends the gateway's session. The same page's
+//! session is then rewound into a recording and back through seeks, speeds and a pause: frames decoded rise after
+//! every switch, and no switch freezes the picture for more than 500 ms.
 
 mod common;
 
@@ -84,6 +86,72 @@ const STATS_SCRIPT: &str = "
              freezes: v ? (v.freezeCount || 0) : 0, width: v ? v.frameWidth : 0, rows, error: p.error };
 ";
 
+/// A Chromium session of a ChromeDriver, on one page.
+struct Browser {
+    http: reqwest::Client,
+    session: String,
+    driver: Driver,
+}
+
+impl Browser {
+    async fn open(page: &str) -> Browser {
+        let driver = start_driver().await;
+        let http = reqwest::Client::new();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--autoplay-policy=no-user-gesture-required",
+                         format!("--user-data-dir={}", driver._profile.path().display())]
+            }
+        }}});
+        let session = command(
+            &http,
+            reqwest::Method::POST,
+            format!("{}/session", driver.base),
+            caps,
+        )
+        .await;
+        let b = Browser {
+            session: session["sessionId"].as_str().unwrap().to_owned(),
+            http,
+            driver,
+        };
+        b.go(page).await;
+        b
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/session/{}{path}", self.driver.base, self.session)
+    }
+
+    async fn go(&self, page: &str) {
+        command(
+            &self.http,
+            reqwest::Method::POST,
+            self.url("/url"),
+            json!({ "url": page }),
+        )
+        .await;
+    }
+
+    async fn script(&self, script: &str) -> Value {
+        command(
+            &self.http,
+            reqwest::Method::POST,
+            self.url("/execute/sync"),
+            json!({ "script": script, "args": [] }),
+        )
+        .await
+    }
+
+    async fn close(self) {
+        command(&self.http, reqwest::Method::DELETE, self.url(""), json!({})).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_the_live_view_page() {
     let (_fixture, gw, _dir) = common::gateway_with_camera(FixtureOptions {
@@ -94,48 +162,14 @@ async fn chromium_plays_the_live_view_page() {
         ..Default::default()
     })
     .await;
-    let driver = start_driver().await;
-    let http = reqwest::Client::new();
-    let caps = json!({"capabilities": {"alwaysMatch": {
-        "browserName": "chrome",
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--autoplay-policy=no-user-gesture-required",
-                     format!("--user-data-dir={}", driver._profile.path().display())]
-        }
-    }}});
-    let session = command(
-        &http,
-        reqwest::Method::POST,
-        format!("{}/session", driver.base),
-        caps,
-    )
-    .await;
-    let sid = session["sessionId"].as_str().unwrap().to_owned();
-    let wd = |path: &str| format!("{}/session/{sid}{path}", driver.base);
-    let page = format!("{}/debug/webrtc-client?stream=cam", gw.base_url());
-    command(
-        &http,
-        reqwest::Method::POST,
-        wd("/url"),
-        json!({ "url": page }),
-    )
-    .await;
+    let browser = Browser::open(&format!("{}/debug/webrtc-client?stream=cam", gw.base_url())).await;
 
     // Sample every 500 ms: once frames come, each sample must show new ones, and none may count a freeze.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = 0u64;
     let mut samples = Vec::new();
     loop {
-        let s = command(
-            &http,
-            reqwest::Method::POST,
-            wd("/execute/sync"),
-            json!({ "script": STATS_SCRIPT, "args": [] }),
-        )
-        .await;
+        let s = browser.script(STATS_SCRIPT).await;
         assert!(s["error"].is_null(), "the page shows an error: {s}");
         if s["waiting"] == true {
             assert!(Instant::now() < deadline, "the page never started playing");
@@ -169,18 +203,108 @@ async fn chromium_plays_the_live_view_page() {
     assert_eq!(gw.webrtc().session_count(), 1);
 
     // Leaving the page ends the session (the page DELETEs it; the connection closing would too).
-    command(
-        &http,
-        reqwest::Method::POST,
-        wd("/url"),
-        json!({ "url": "about:blank" }),
-    )
-    .await;
+    browser.go("about:blank").await;
     let deadline = Instant::now() + Duration::from_secs(15);
     while gw.webrtc().session_count() > 0 {
         assert!(Instant::now() < deadline, "the session outlived the page");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    command(&http, reqwest::Method::DELETE, wd(""), json!({})).await;
+    browser.close().await;
+    gw.shutdown().await.unwrap();
+}
+
+/// Frames decoded by the page, sampled every 100 ms for `window`: (the longest time without a new frame, counted
+/// from `since` — the last new frame before a switch — and the frames decoded at the end).
+async fn watch_frames(browser: &Browser, since: Instant, window: Duration) -> (Duration, u64) {
+    let end = Instant::now() + window;
+    let mut last_new = since;
+    let mut longest = Duration::ZERO;
+    let mut frames = browser.script(STATS_SCRIPT).await["frames"]
+        .as_u64()
+        .unwrap_or(0);
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let s = browser.script(STATS_SCRIPT).await;
+        assert!(s["error"].is_null(), "the page shows an error: {s}");
+        let now_frames = s["frames"].as_u64().unwrap_or(0);
+        let now = Instant::now();
+        if now_frames > frames {
+            last_new = now;
+            frames = now_frames;
+        }
+        longest = longest.max(now - last_new);
+    }
+    (longest, frames)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_plays_through_rewind_switches_without_a_freeze() {
+    let (_fixture, gw, _dir, r) = common::recording::recorded_camera_with_a_gap().await;
+    let ((a0, a1), (b0, _)) = (r[0], r[1]);
+    let browser = Browser::open(&format!("{}/debug/webrtc-client?stream=cam", gw.base_url())).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while browser.script(STATS_SCRIPT).await["frames"]
+        .as_u64()
+        .unwrap_or(0)
+        < 25
+    {
+        assert!(Instant::now() < deadline, "the page never played");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let location = browser
+        .script("return window.gatewayPlayer.session.location;")
+        .await;
+    let session = location
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let http = reqwest::Client::new();
+    let switches = [
+        ("seek", json!({"position_ms": a0 + 500})),
+        ("speed", json!({"speed": 4})),
+        ("speed", json!({"speed": 1})),
+        ("seek", json!({"position_ms": a1 - 500})),
+        ("seek", json!({"position_ms": b0 + 500})),
+        ("pause", json!({})),
+        ("play", json!({})),
+        ("seek", json!({"position_ms": a0 + 2_000})),
+        ("live", json!({})),
+    ];
+    let (_, mut frames) = watch_frames(&browser, Instant::now(), Duration::from_millis(300)).await;
+    let mut report = Vec::new();
+    for (call, body) in switches {
+        let since = Instant::now();
+        let resp = http
+            .post(format!("{}/sessions/{session}/{call}", gw.base_url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{call}");
+        if call == "pause" {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            continue;
+        }
+        let (longest, now_frames) =
+            watch_frames(&browser, since, Duration::from_millis(2_000)).await;
+        report.push((call, longest, now_frames - frames));
+        // At 4x only keyframes are sent: 4 a second with this camera's 1 s GOP.
+        assert!(
+            now_frames > frames + 3,
+            "frames decoded rise after {call}: {report:?}"
+        );
+        assert!(
+            longest <= Duration::from_millis(500),
+            "{call} froze the picture for {longest:?}: {report:?}"
+        );
+        frames = now_frames;
+    }
+    let s = browser.script(STATS_SCRIPT).await;
+    assert!(s["error"].is_null(), "{s}");
+    eprintln!("longest wait for a new frame after each switch, frames decoded in 2 s: {report:?}");
+    browser.close().await;
     gw.shutdown().await.unwrap();
 }

@@ -11,6 +11,8 @@
 
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
+pub mod recording;
+
 use std::time::{Duration, Instant};
 
 use api_models::StreamView;
