@@ -14,7 +14,7 @@ use futures::{SinkExt, StreamExt};
 use gateway::Gateway;
 use serde_json::{json, Value};
 use testdata::probe::{decode_errors, ffprobe};
-use testdata::{FixtureCodec, FixtureOptions, RtspFixture};
+use testdata::{FixtureCodec, FixtureOptions};
 use tokio_tungstenite::tungstenite::Message;
 use wsc_rtp_client::depacketize::{Codec, Depacketizer};
 
