@@ -125,6 +125,27 @@ impl Viewer {
     }
 }
 
+async fn session_mode(gw: &Gateway, session: &str) -> Value {
+    reqwest::get(format!("{}/sessions/{session}/mode", gw.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The stream `v` received is one RTP stream and decodes cleanly, every frame of it.
+async fn check_received(v: &Viewer, codec: Codec) {
+    check_one_stream(&v.packets);
+    let frames = v.frames() as u64;
+    let packets = v.packets.clone();
+    let (decoded, w, h) = tokio::task::spawn_blocking(move || decodes_cleanly(&packets, codec))
+        .await
+        .unwrap();
+    assert_eq!((w, h), (320, 240));
+    assert_eq!(decoded, frames, "every frame sent decodes");
+}
+
 async fn post(gw: &Gateway, path: &str, body: Value) -> reqwest::Response {
     reqwest::Client::new()
         .post(format!("{}{path}", gw.base_url()))
@@ -310,24 +331,11 @@ async fn one_wsc_rtp_session_through_20_switches_stays_one_decodable_stream() {
     v.mode("opened").await;
     v.mode("caught_up").await;
     v.frames_more(10).await;
-    let mode: Value = reqwest::get(format!("{}/sessions/{sid}/mode", gw.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mode = session_mode(&gw, &sid).await;
     assert_eq!(mode["mode"], "live", "{mode}");
     assert!(mode["live_edge_ms"].as_i64().is_some(), "{mode}");
 
-    check_one_stream(&v.packets);
-    let frames = v.frames() as u64;
-    let packets = v.packets.clone();
-    let (decoded, w, h) =
-        tokio::task::spawn_blocking(move || decodes_cleanly(&packets, Codec::H264))
-            .await
-            .unwrap();
-    assert_eq!((w, h), (320, 240));
-    assert_eq!(decoded, frames, "every frame sent decodes");
+    check_received(&v, Codec::H264).await;
     assert!(v.errors.is_empty(), "{:?}", v.errors);
     let calls: Vec<&str> = v
         .modes
@@ -384,15 +392,7 @@ async fn h265_is_recorded_and_replayed_from_a_session_that_starts_in_the_recordi
     assert_eq!(start["mode"], "dvr", "{start}");
     v.mode("opened").await;
     v.frames_more(40).await;
-    check_one_stream(&v.packets);
-    let frames = v.frames() as u64;
-    let packets = v.packets.clone();
-    let (decoded, w, h) =
-        tokio::task::spawn_blocking(move || decodes_cleanly(&packets, Codec::H265))
-            .await
-            .unwrap();
-    assert_eq!((w, h), (320, 240));
-    assert_eq!(decoded, frames, "every frame sent decodes");
+    check_received(&v, Codec::H265).await;
     gw.shutdown().await.unwrap();
 }
 
@@ -485,12 +485,7 @@ async fn bad_control_calls_get_typed_errors_and_leave_the_session_running() {
     assert_eq!(v.errors[0]["code"], "out_of_range");
     assert_eq!(v.errors[1]["code"], "bad_request");
     v.frames_more(5).await;
-    let mode: Value = reqwest::get(format!("{}/sessions/{sid}/mode", gw.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mode = session_mode(&gw, &sid).await;
     assert_eq!(mode["mode"], "live", "{mode}");
     gw.shutdown().await.unwrap();
 }

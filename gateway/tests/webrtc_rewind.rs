@@ -223,20 +223,10 @@ async fn a_webrtc_session_refuses_a_seek_into_a_codec_it_did_not_negotiate() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let v: Value = reqwest::get(format!("{}/streams/cam", gw.base_url()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if v["codec"] == "h264" && v["state"] == "running" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::stream_until(&gw, "cam", |v| {
+        v["codec"] == "h264" && v["state"] == "running"
+    })
+    .await;
     let (_viewer, s, mut rx) = watch(&gw, None).await;
     frames(&mut rx, &mut Vec::new(), 5).await;
     let resp = reqwest::Client::new()

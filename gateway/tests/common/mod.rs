@@ -228,21 +228,32 @@ pub async fn gateway_with_camera_and(
     tweak(&mut config);
     let gw = Gateway::start(config).await.expect("gateway starts");
     create_camera(&gw.base_url(), &fixture.url(), false).await;
+    stream_until(&gw, "cam", |v| {
+        v["state"] == "running" && v["frames"].as_u64().unwrap_or(0) > 5
+    })
+    .await;
+    (fixture, gw, dir)
+}
+
+/// Waits (20 s at most) until the view of stream `id` satisfies `pred`, and returns it.
+pub async fn stream_until(gw: &Gateway, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let v: Value = reqwest::get(format!("{}/streams/cam", gw.base_url()))
+        let v: Value = reqwest::get(format!("{}/streams/{id}", gw.base_url()))
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        if v["state"] == "running" && v["frames"].as_u64().unwrap_or(0) > 5 {
-            break;
+        if pred(&v) {
+            return v;
         }
-        assert!(Instant::now() < deadline, "stream never ran: {v}");
+        assert!(
+            Instant::now() < deadline,
+            "stream {id} never got there: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    (fixture, gw, dir)
 }
 
 /// Registers stream `cam` pulling `url` (recorded or not) and checks it was created.

@@ -64,23 +64,7 @@ pub async fn recorded_camera_with_a_gap(
     recorded(&gw, "cam", 1, 5_000).await;
     fixture.stop();
     // The camera stays away for a while once the gateway has noticed: the recording gets a gap.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let view: Value = reqwest::get(format!("{}/streams/cam", gw.base_url()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if view["state"] != "running" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the outage was never noticed: {view}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    super::stream_until(&gw, "cam", |v| v["state"] != "running").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     fixture.restart().unwrap();
     let r = recorded(&gw, "cam", 2, 4_000).await;
