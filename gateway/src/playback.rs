@@ -8,7 +8,7 @@ use std::sync::Arc;
 use api_models::TimeRange;
 use dvr::player::{Player, PlayerOptions, SegmentCatalog, SegmentRef};
 use dvr::ranges::{recorded_ranges, Span};
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 use sources::Codec;
 
 use crate::store::{other, Store, StoreError};
@@ -77,56 +77,73 @@ impl Playback {
         live_edge_ms: Option<i64>,
         codec: Option<Codec>,
     ) -> Result<(), SeekError> {
-        let rows = self.store.segments(stream, i64::MIN, i64::MAX).await?;
-        if rows.is_empty() {
-            return Err(SeekError::NoRecording(stream.to_owned()));
-        }
         let now_ms = crate::registry::now_ms();
-        let oldest = rows.iter().map(|r| r.start_ms).min().unwrap_or(0);
-        let edge = live_edge_ms.unwrap_or(now_ms).max(
-            rows.iter()
-                .map(|r| r.end_ms.unwrap_or(now_ms))
-                .max()
-                .unwrap_or(0),
-        );
+        let (id, stream_owned) = (stream.to_owned(), stream.to_owned());
+        // One look at the catalog: its bounds and the segment that would play, never every row.
+        let (bounds, playing) = self
+            .store
+            .with_conn(move |conn| {
+                let bounds: Option<(i64, i64)> = conn
+                    .query_row(
+                        "SELECT MIN(start_ms), MAX(COALESCE(end_ms, ?2)) FROM segments WHERE source_id = ?1",
+                        params![id, now_ms],
+                        |r| Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?)),
+                    )
+                    .map_err(other)?;
+                let playing: Option<String> = conn
+                    .query_row(
+                        "SELECT codec FROM segments WHERE source_id = ?1 AND (end_ms IS NULL OR end_ms > ?2)
+                         ORDER BY start_ms, id LIMIT 1",
+                        params![id, position_ms],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(other)?;
+                Ok((bounds, playing))
+            })
+            .await?;
+        let Some((oldest, newest)) = bounds else {
+            return Err(SeekError::NoRecording(stream_owned));
+        };
+        let edge = live_edge_ms.unwrap_or(now_ms).max(newest);
         if position_ms < oldest || position_ms > edge {
-            let spans: Vec<Span> = rows
-                .iter()
-                .map(|r| Span {
-                    id: r.id,
-                    start_ms: r.start_ms,
-                    end_ms: r.end_ms.unwrap_or(now_ms.max(r.start_ms)),
-                })
-                .collect();
             return Err(SeekError::OutOfRange {
-                stream: stream.to_owned(),
+                ranges: self.ranges(stream).await?,
+                stream: stream_owned,
                 position_ms,
-                ranges: recorded_ranges(&spans, i64::MIN, i64::MAX)
-                    .into_iter()
-                    .map(|r| TimeRange {
-                        start_ms: r.start_ms,
-                        end_ms: r.end_ms,
-                    })
-                    .collect(),
             });
         }
-        if let Some(want) = codec {
-            // The segment that plays: the one holding the instant, or the first after it.
-            let playing = rows
-                .iter()
-                .find(|r| r.end_ms.is_none_or(|e| e > position_ms));
-            if let Some(row) = playing {
-                let recorded = codec_of(&row.codec);
-                if recorded != want {
-                    return Err(SeekError::CodecNotNegotiated {
-                        position_ms,
-                        recorded: recorded.name(),
-                        negotiated: want.name(),
-                    });
-                }
+        if let (Some(want), Some(recorded)) = (codec, playing.as_deref().map(codec_of)) {
+            if recorded != want {
+                return Err(SeekError::CodecNotNegotiated {
+                    position_ms,
+                    recorded: recorded.name(),
+                    negotiated: want.name(),
+                });
             }
         }
         Ok(())
+    }
+
+    /// The stream's recorded ranges (for a refusal's body).
+    async fn ranges(&self, stream: &str) -> Result<Vec<TimeRange>, SeekError> {
+        let now_ms = crate::registry::now_ms();
+        let rows = self.store.segments(stream, i64::MIN, i64::MAX).await?;
+        let spans: Vec<Span> = rows
+            .iter()
+            .map(|r| Span {
+                id: r.id,
+                start_ms: r.start_ms,
+                end_ms: r.end_ms.unwrap_or(now_ms.max(r.start_ms)),
+            })
+            .collect();
+        Ok(recorded_ranges(&spans, i64::MIN, i64::MAX)
+            .into_iter()
+            .map(|r| TimeRange {
+                start_ms: r.start_ms,
+                end_ms: r.end_ms,
+            })
+            .collect())
     }
 
     /// Starts a player for a session on `stream` (it waits for its first seek), taking a viewer place.

@@ -515,3 +515,28 @@ async fn a_stream_deleted_during_dvr_ends_the_session_cleanly() {
     assert_eq!(bye.unwrap()["reason"], "stream_deleted");
     gw.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dvr_player_takes_a_viewer_place() {
+    let (_fixture, gw, _dir) = common::gateway_with_camera_and(FixtureOptions::default(), |c| {
+        c.segment_secs = 2;
+        c.max_sessions = 1;
+    })
+    .await;
+    common::recording::record(&gw, "cam").await;
+    let r = common::recording::recorded(&gw, "cam", 1, 2_500).await;
+    // The only place is this viewer's; its player would need a second one.
+    let mut v = Viewer::open(&gw, "cam", "").await;
+    v.frames_more(3).await;
+    let resp = post(
+        &gw,
+        &format!("/sessions/{}/seek", v.session_id),
+        json!({"position_ms": r[0].0}),
+    )
+    .await;
+    common::assert_error(resp, 503, "too_many_sessions").await;
+    // Refused, the session stays live and plays on.
+    v.frames_more(5).await;
+    assert_eq!(session_mode(&gw, &v.session_id).await["mode"], "live");
+    gw.shutdown().await.unwrap();
+}

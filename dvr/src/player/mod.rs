@@ -67,6 +67,16 @@ pub enum PlayerItem {
     },
 }
 
+impl PlayerItem {
+    fn generation(&self) -> u64 {
+        match self {
+            PlayerItem::Frame { generation, .. } | PlayerItem::Event { generation, .. } => {
+                *generation
+            }
+        }
+    }
+}
+
 /// What a player is told.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Seek {
@@ -92,6 +102,8 @@ pub struct PlayerOptions {
 pub struct Player {
     control: Arc<Control>,
     items: mpsc::Receiver<PlayerItem>,
+    /// The latest seek's first item, taken from the channel by [`Player::seek`] while it discarded older ones.
+    first: Option<PlayerItem>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -139,6 +151,27 @@ impl Control {
     fn closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
+
+    /// Whether a command is waiting (left for [`Control::take`]) or the player was dropped: what the thread is
+    /// doing is superseded.
+    fn superseded(&self) -> bool {
+        self.closed()
+            || self
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+    }
+
+    /// Waits up to `timeout` for a command or the drop, without taking the command; [`Control::superseded`].
+    fn wait_superseded(&self, timeout: Duration) -> bool {
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let (pending, _) = self
+            .wake
+            .wait_timeout_while(pending, timeout, |p| p.is_none() && !self.closed())
+            .unwrap_or_else(|p| p.into_inner());
+        pending.is_some() || self.closed()
+    }
 }
 
 impl Player {
@@ -159,12 +192,13 @@ impl Player {
         Ok(Player {
             control,
             items,
+            first: None,
             thread: Some(thread),
         })
     }
 
-    /// Plays from the keyframe at or before `seek.from_ms`. Items already queued from an older seek are
-    /// discarded here, which also frees the thread if it was waiting for room.
+    /// Plays from the keyframe at or before `seek.from_ms`. Items already queued from an older seek (another
+    /// generation) are discarded here, which also frees the thread if it was waiting for room.
     pub fn seek(&mut self, seek: Seek) {
         *self
             .control
@@ -172,18 +206,38 @@ impl Player {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(seek);
         self.control.wake.notify_one();
-        while self.items.try_recv().is_ok() {}
+        // The thread may take the seek and queue its first items while this runs: discarding stops there, and
+        // keeps that item for `recv`. The thread sends nothing older after it.
+        self.first = None;
+        while let Ok(item) = self.items.try_recv() {
+            if item.generation() == seek.generation {
+                self.first = Some(item);
+                break;
+            }
+        }
     }
 
-    /// The next item; `None` once the thread has ended.
+    /// The next item; `None` once the thread has ended. Cancel-safe.
     pub async fn recv(&mut self) -> Option<PlayerItem> {
+        if let Some(item) = self.first.take() {
+            return Some(item);
+        }
         self.items.recv().await
     }
 }
 
 impl Drop for Player {
     fn drop(&mut self) {
-        self.control.closed.store(true, Ordering::Release);
+        {
+            // Under the lock the thread checks `closed` with before it waits, or the wake-up could come between
+            // its check and its wait and be lost (the thread would wait for a command forever).
+            let _pending = self
+                .control
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            self.control.closed.store(true, Ordering::Release);
+        }
         self.control.wake.notify_one();
         // Closing the channel frees a thread blocked on a full one; it then sees `closed` and ends. It is not
         // joined: a read in progress may take a moment, and nobody needs to wait for it.

@@ -3,7 +3,8 @@
 //! call of a player (file reads, catalog queries) happens here.
 //!
 //! The segment being written is read up to its last complete fragment; at the end of what is there the player
-//! says [`PlayerEvent::LiveEdge`] once and looks again every `poll_interval`. When the recorder finalizes that
+//! says [`PlayerEvent::LiveEdge`] once and looks again every `poll_interval`. A segment the recorder has just
+//! opened has no `moov` until its first fragment is written: that is the live edge too, not a damaged file. When the recorder finalizes that
 //! segment (the file is rewritten as a normal MP4) the index is read anew and playback goes on after the last
 //! sample sent.
 
@@ -17,7 +18,7 @@ use tracing::debug;
 
 use super::schedule::{after, open_at, SegmentRef, Step};
 use super::{Control, PlayerEvent, PlayerItem, PlayerOptions, Seek, SegmentCatalog};
-use crate::mp4::SampleIndex;
+use crate::mp4::{Mp4Error, SampleIndex};
 
 /// Catalog rows asked for at once.
 const ROWS: usize = 4;
@@ -36,6 +37,22 @@ struct Playing {
     /// Presentation time (90 kHz, from the segment's first sample) of the last sample sent.
     last_pts: Option<i64>,
     at_edge: bool,
+}
+
+/// Why a segment can't be played (yet).
+struct Unplayable {
+    reason: String,
+    /// The file has no complete `moov`: not an MP4, or a segment whose first fragment is still being written.
+    no_moov: bool,
+}
+
+impl Unplayable {
+    fn new(reason: String) -> Unplayable {
+        Unplayable {
+            reason,
+            no_moov: false,
+        }
+    }
 }
 
 enum Flow {
@@ -146,7 +163,11 @@ impl Reader {
         }
     }
 
-    /// Starts `segment` at the keyframe at or before `t_ms`, moving on past segments that can't be played.
+    /// Starts `segment` at the keyframe at or before `t_ms`, moving on past segments that can't be played. A
+    /// segment being written that has no `moov` yet (the recorder has just opened it; mp4mux writes the `moov`
+    /// with the first fragment) is the live edge: said once, then looked at again every `poll_interval`.
+    /// `Ok(None)` when there is nothing to play (said as `End` or `Failed`), or when a newer command (or the
+    /// drop) supersedes this one: the caller goes back to the command loop.
     fn start_segment(
         &mut self,
         seek: Seek,
@@ -155,8 +176,9 @@ impl Reader {
         announce: bool,
     ) -> Result<Option<Playing>, ()> {
         let g = seek.generation;
+        let mut at_edge = false;
         loop {
-            match self.load(&segment) {
+            let reason = match self.load(&segment) {
                 Ok((file, index)) => {
                     // Track time of the instant: the index counts from the first sample's presentation time.
                     let offset = (t_ms - segment.start_ms).max(0);
@@ -183,22 +205,48 @@ impl Reader {
                         at_edge: false,
                     }));
                 }
-                Err(reason) => {
-                    self.event(
-                        g,
-                        PlayerEvent::SegmentSkipped {
-                            at_ms: segment.start_ms,
-                            reason,
-                        },
-                    )?;
-                    match self.following(g, &segment)? {
-                        Some((s, _)) => {
-                            t_ms = s.start_ms;
-                            segment = s;
+                Err(e) if e.no_moov && segment.is_writing() => {
+                    if !at_edge {
+                        at_edge = true;
+                        self.event(g, PlayerEvent::LiveEdge)?;
+                    }
+                    if self.control.wait_superseded(self.opts.poll_interval) {
+                        return Ok(None);
+                    }
+                    match self.row_of(&segment) {
+                        // Still being written (try again), or finalized meanwhile (then it must load).
+                        Ok(Some(row)) => {
+                            segment = row;
+                            continue;
                         }
-                        None => return Ok(None),
+                        Ok(None) => "deleted while playing".to_owned(),
+                        Err(e) => {
+                            self.event(g, PlayerEvent::Failed(e))?;
+                            return Ok(None);
+                        }
                     }
                 }
+                Err(e) => e.reason,
+            };
+            self.event(
+                g,
+                PlayerEvent::SegmentSkipped {
+                    at_ms: segment.start_ms,
+                    reason,
+                },
+            )?;
+            // A run of unplayable segments (hours recorded in a codec the session did not negotiate) is walked
+            // one catalog query at a time: a newer seek must not wait for the end of it.
+            if self.control.superseded() {
+                return Ok(None);
+            }
+            match self.following(g, &segment)? {
+                Some((s, _)) => {
+                    t_ms = s.start_ms;
+                    segment = s;
+                    at_edge = false;
+                }
+                None => return Ok(None),
             }
         }
     }
@@ -230,16 +278,25 @@ impl Reader {
         }
     }
 
-    fn load(&self, segment: &SegmentRef) -> Result<(File, SampleIndex), String> {
+    /// The catalog's row for `segment` now; `None` once it is gone.
+    fn row_of(&self, segment: &SegmentRef) -> Result<Option<SegmentRef>, String> {
+        self.rows(segment.start_ms)
+            .map(|rows| rows.into_iter().find(|r| r.id == segment.id))
+    }
+
+    fn load(&self, segment: &SegmentRef) -> Result<(File, SampleIndex), Unplayable> {
         if self.opts.codec.is_some_and(|c| c != segment.codec) {
-            return Err(format!(
+            return Err(Unplayable::new(format!(
                 "recorded in {}, which this session did not negotiate",
                 segment.codec.name()
-            ));
+            )));
         }
-        let mut file =
-            File::open(&segment.path).map_err(|e| format!("cannot open the file: {e}"))?;
-        let index = SampleIndex::read(&mut file).map_err(|e| format!("unreadable MP4: {e}"))?;
+        let mut file = File::open(&segment.path)
+            .map_err(|e| Unplayable::new(format!("cannot open the file: {e}")))?;
+        let index = SampleIndex::read(&mut file).map_err(|e| Unplayable {
+            no_moov: matches!(e, Mp4Error::NoMoov),
+            reason: format!("unreadable MP4: {e}"),
+        })?;
         Ok((file, index))
     }
 
@@ -309,10 +366,7 @@ impl Reader {
             if p.index.refresh(&mut p.file).unwrap_or(0) > 0 {
                 return Ok(Flow::Go);
             }
-            let row = self
-                .rows(p.segment.start_ms)
-                .map(|rows| rows.into_iter().find(|r| r.id == p.segment.id));
-            match row {
+            match self.row_of(&p.segment) {
                 Ok(Some(row)) if row.is_writing() => {
                     if !p.at_edge {
                         p.at_edge = true;
@@ -335,26 +389,28 @@ impl Reader {
                             p.index = index;
                             return Ok(Flow::Go);
                         }
-                        Err(reason) => {
+                        Err(e) => {
                             self.event(
                                 p.generation,
                                 PlayerEvent::SegmentSkipped {
                                     at_ms: p.segment.start_ms,
-                                    reason,
+                                    reason: e.reason,
                                 },
                             )?;
                         }
                     }
                 }
                 Ok(None) => {
+                    // Everything indexed has been played: the segment ends, and is skipped, there.
+                    let stopped = p.segment.start_ms + p.index.end_90k() / 90;
                     self.event(
                         p.generation,
                         PlayerEvent::SegmentSkipped {
-                            at_ms: p.segment.start_ms,
+                            at_ms: stopped,
                             reason: "deleted while playing".into(),
                         },
                     )?;
-                    p.segment.end_ms = Some(p.segment.start_ms + p.last_pts.unwrap_or(0) / 90);
+                    p.segment.end_ms = Some(stopped);
                 }
                 Err(e) => {
                     self.event(p.generation, PlayerEvent::Failed(e))?;
