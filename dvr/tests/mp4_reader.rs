@@ -4,44 +4,20 @@
 //! fragment and `refresh` adds exactly what was completed since, through to finalization; the standard
 //! moof-before-mdat order reads the same; what is read decodes; and no cut or corruption of a real file panics.
 
+mod common;
+
 use std::fs::File;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::{frames, FRAMES};
 use dvr::mp4::{Mp4Error, SampleIndex};
 use dvr::writer::SegmentWriter;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use sources::input::TestPatternOptions;
-use sources::testpattern::capture_frames;
 use sources::{Codec, Frame, ParameterSets};
 use testdata::decode::{decode_annex_b, DecodeCodec};
-
-const FRAMES: usize = 75;
-
-/// 3 s of 25 fps test pattern, a keyframe every 25 frames; encoded once per codec for all tests.
-fn frames(codec: Codec) -> &'static [Frame] {
-    static H264: OnceLock<Vec<Frame>> = OnceLock::new();
-    static H265: OnceLock<Vec<Frame>> = OnceLock::new();
-    let cell = if codec == Codec::H264 { &H264 } else { &H265 };
-    cell.get_or_init(|| {
-        let opts = TestPatternOptions {
-            codec,
-            width: 320,
-            height: 240,
-            fps: 25,
-            gop: 25,
-            bitrate_kbps: 500,
-        };
-        let f = capture_frames(&opts, FRAMES as u32).expect("test pattern frames");
-        assert_eq!(f.len(), FRAMES);
-        let keys: Vec<usize> = (0..FRAMES).filter(|&i| f[i].is_keyframe).collect();
-        assert_eq!(keys, vec![0, 25, 50], "the encoder's keyframes");
-        f
-    })
-}
 
 fn same_params(a: &ParameterSets, b: &ParameterSets) -> bool {
     (a.codec, &a.vps, &a.sps, &a.pps, a.width, a.height)

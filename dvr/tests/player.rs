@@ -9,26 +9,26 @@
 //! catalog calls, the catalog's `Arc` count) with a generous timeout; the only fixed waits show that something
 //! does *not* happen any more, or give a thread time to get further (the test holds whether it did or not).
 
+mod common;
+
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::{frames, FRAMES};
 use dvr::mp4::SampleIndex;
 use dvr::player::{
     Player, PlayerEvent, PlayerItem, PlayerOptions, Seek, SegmentCatalog, SegmentRef, READ_AHEAD,
 };
 use dvr::writer::SegmentWriter;
 use hub::HubFrame;
-use sources::input::TestPatternOptions;
-use sources::testpattern::capture_frames;
-use sources::{Codec, Frame};
+use sources::Codec;
 
 const STREAM: &str = "cam";
 /// Wall clock of the first segment of every test.
 const T0: i64 = 1_790_000_000_000;
-const FRAMES: usize = 75;
 const FRAME_MS: i64 = 40;
 const SEGMENT_MS: i64 = FRAMES as i64 * FRAME_MS;
 /// Every wait for a condition gives up after this.
@@ -37,28 +37,6 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 const QUIET: Duration = Duration::from_millis(500);
 
 // ---- Frames and segment files ----
-
-/// 3 s of 25 fps test pattern with keyframes at frames 0, 25 and 50; encoded once per codec for all tests.
-fn frames(codec: Codec) -> &'static [Frame] {
-    static H264: OnceLock<Vec<Frame>> = OnceLock::new();
-    static H265: OnceLock<Vec<Frame>> = OnceLock::new();
-    let cell = if codec == Codec::H264 { &H264 } else { &H265 };
-    cell.get_or_init(|| {
-        let opts = TestPatternOptions {
-            codec,
-            width: 320,
-            height: 240,
-            fps: 25,
-            gop: 25,
-            bitrate_kbps: 500,
-        };
-        let f = capture_frames(&opts, FRAMES as u32).expect("test pattern frames");
-        assert_eq!(f.len(), FRAMES);
-        let keys: Vec<usize> = (0..FRAMES).filter(|&i| f[i].is_keyframe).collect();
-        assert_eq!(keys, vec![0, 25, 50], "the encoder's keyframes");
-        f
-    })
-}
 
 /// A finalized segment of all the frames of `codec`, muxed once; every segment file of a test is a copy.
 fn segment_bytes(codec: Codec) -> &'static [u8] {

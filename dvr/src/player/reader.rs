@@ -55,6 +55,9 @@ impl Unplayable {
     }
 }
 
+/// A segment to play, and the unrecorded span `(from_ms, to_ms)` jumped over to reach it.
+type Picked = (SegmentRef, Option<(i64, i64)>);
+
 enum Flow {
     Go,
     /// Nothing to read for now (the live edge of a segment being written).
@@ -138,17 +141,22 @@ impl Reader {
             .segments_from(&self.opts.stream_id, from_ms, ROWS)
     }
 
-    /// Opens the recording for `seek`; `Ok(None)` when nothing is recorded from there (said as `End`).
-    fn open(&mut self, seek: Seek) -> Result<Option<Playing>, ()> {
-        let g = seek.generation;
-        let rows = match self.rows(seek.from_ms) {
+    /// Asks the catalog for the segments from `from_ms` and lets `choose` pick one, saying `Gap`, `End` or
+    /// `Failed` as it goes; `Ok(None)` when nothing is to be played (said already), `Err` when the viewer is gone.
+    fn pick(
+        &mut self,
+        g: u64,
+        from_ms: i64,
+        choose: impl FnOnce(&[SegmentRef]) -> Step,
+    ) -> Result<Option<Picked>, ()> {
+        let rows = match self.rows(from_ms) {
             Ok(r) => r,
             Err(e) => {
                 self.event(g, PlayerEvent::Failed(e))?;
                 return Ok(None);
             }
         };
-        match open_at(&rows, seek.from_ms) {
+        match choose(&rows) {
             Step::End => {
                 self.event(g, PlayerEvent::End)?;
                 Ok(None)
@@ -157,10 +165,21 @@ impl Reader {
                 if let Some((from_ms, to_ms)) = gap {
                     self.event(g, PlayerEvent::Gap { from_ms, to_ms })?;
                 }
-                let target = gap.map_or(seek.from_ms, |(_, to)| to);
-                self.start_segment(seek, rows[index].clone(), target, true)
+                Ok(Some((rows[index].clone(), gap)))
             }
         }
+    }
+
+    /// Opens the recording for `seek`; `Ok(None)` when nothing is recorded from there (said as `End`).
+    fn open(&mut self, seek: Seek) -> Result<Option<Playing>, ()> {
+        let picked = self.pick(seek.generation, seek.from_ms, |rows| {
+            open_at(rows, seek.from_ms)
+        })?;
+        let Some((segment, gap)) = picked else {
+            return Ok(None);
+        };
+        let target = gap.map_or(seek.from_ms, |(_, to)| to);
+        self.start_segment(seek, segment, target, true)
     }
 
     /// Starts `segment` at the keyframe at or before `t_ms`, moving on past segments that can't be played. A
@@ -241,7 +260,7 @@ impl Reader {
                 return Ok(None);
             }
             match self.following(g, &segment)? {
-                Some((s, _)) => {
+                Some(s) => {
                     t_ms = s.start_ms;
                     segment = s;
                     at_edge = false;
@@ -252,30 +271,11 @@ impl Reader {
     }
 
     /// The segment after `current` (saying `Gap` or `End` as needed).
-    fn following(
-        &mut self,
-        g: u64,
-        current: &SegmentRef,
-    ) -> Result<Option<(SegmentRef, bool)>, ()> {
-        let rows = match self.rows(current.end_ms.unwrap_or(current.start_ms)) {
-            Ok(r) => r,
-            Err(e) => {
-                self.event(g, PlayerEvent::Failed(e))?;
-                return Ok(None);
-            }
-        };
-        match after(current, &rows) {
-            Step::End => {
-                self.event(g, PlayerEvent::End)?;
-                Ok(None)
-            }
-            Step::Play { index, gap } => {
-                if let Some((from_ms, to_ms)) = gap {
-                    self.event(g, PlayerEvent::Gap { from_ms, to_ms })?;
-                }
-                Ok(Some((rows[index].clone(), gap.is_some())))
-            }
-        }
+    fn following(&mut self, g: u64, current: &SegmentRef) -> Result<Option<SegmentRef>, ()> {
+        let from_ms = current.end_ms.unwrap_or(current.start_ms);
+        Ok(self
+            .pick(g, from_ms, |rows| after(current, rows))?
+            .map(|(segment, _)| segment))
     }
 
     /// The catalog's row for `segment` now; `None` once it is gone.
@@ -426,7 +426,7 @@ impl Reader {
         };
         let current = p.segment.clone();
         match self.following(p.generation, &current)? {
-            Some((next, _)) => {
+            Some(next) => {
                 let start = next.start_ms;
                 match self.start_segment(seek, next, start, false)? {
                     Some(n) => *p = n,
