@@ -377,17 +377,9 @@ async fn one_wsc_rtp_session_through_20_switches_stays_one_decodable_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h265_is_recorded_and_replayed_from_a_session_that_starts_in_the_recording() {
-    let (_fixture, gw, _dir) = common::gateway_with_camera_and(
-        FixtureOptions {
-            codec: FixtureCodec::H265,
-            ..Default::default()
-        },
-        |c| c.segment_secs = 2,
-    )
-    .await;
-    common::recording::record(&gw, "cam").await;
-    let r = common::recording::recorded(&gw, "cam", 1, 4_000).await;
-    let mut v = Viewer::open(&gw, "cam", &format!("&start_ms={}", r[0].0 + 300)).await;
+    let (_fixture, gw, _dir, (start_ms, _)) =
+        common::recording::recorded_camera(FixtureCodec::H265, 4_000).await;
+    let mut v = Viewer::open(&gw, "cam", &format!("&start_ms={}", start_ms + 300)).await;
     let start = v.mode("start").await;
     assert_eq!(start["mode"], "dvr", "{start}");
     v.mode("opened").await;
@@ -492,11 +484,9 @@ async fn bad_control_calls_get_typed_errors_and_leave_the_session_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_deleted_during_dvr_ends_the_session_cleanly() {
-    let (_fixture, gw, _dir) =
-        common::gateway_with_camera_and(FixtureOptions::default(), |c| c.segment_secs = 2).await;
-    common::recording::record(&gw, "cam").await;
-    let r = common::recording::recorded(&gw, "cam", 1, 2_500).await;
-    let mut v = Viewer::open(&gw, "cam", &format!("&start_ms={}", r[0].0)).await;
+    let (_fixture, gw, _dir, (start_ms, _)) =
+        common::recording::recorded_camera(FixtureCodec::H264, 2_500).await;
+    let mut v = Viewer::open(&gw, "cam", &format!("&start_ms={start_ms}")).await;
     v.frames_more(5).await;
     let resp = reqwest::Client::new()
         .delete(format!("{}/streams/cam", gw.base_url()))

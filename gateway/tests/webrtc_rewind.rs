@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::recording::{record, recorded, recorded_camera_with_a_gap};
+use common::recording::{recorded_camera, recorded_camera_with_a_gap};
 use gateway::Gateway;
 use rtc::rtp;
 use rtc::shared::marshal::Marshal;
@@ -182,18 +182,15 @@ async fn a_webrtc_session_rewinds_and_returns_as_one_decodable_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webrtc_session_can_start_in_the_recording() {
-    let (_fixture, gw, _dir) =
-        common::gateway_with_camera_and(FixtureOptions::default(), |c| c.segment_secs = 2).await;
-    record(&gw, "cam").await;
-    let r = recorded(&gw, "cam", 1, 3_000).await;
-    let (_viewer, s, mut rx) = watch(&gw, Some(r[0].0 + 200)).await;
+    let (_fixture, gw, _dir, (start_ms, _)) = recorded_camera(FixtureCodec::H264, 3_000).await;
+    let (_viewer, s, mut rx) = watch(&gw, Some(start_ms + 200)).await;
     let mut all = Vec::new();
     frames(&mut rx, &mut all, 25).await;
     assert!(starts_keyframe(&all[0]), "starts at a keyframe");
     let m = mode(&gw, &s).await;
     assert_eq!(m["mode"], "dvr", "{m}");
     let at = m["position_ms"].as_i64().unwrap();
-    assert!(at >= r[0].0 && at < r[0].0 + 3_000, "{m}");
+    assert!(at >= start_ms && at < start_ms + 3_000, "{m}");
     check_one_stream(&all);
     gw.shutdown().await.unwrap();
 }
@@ -201,16 +198,7 @@ async fn a_webrtc_session_can_start_in_the_recording() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webrtc_session_refuses_a_seek_into_a_codec_it_did_not_negotiate() {
     // Recorded in H.265, then the camera is replaced by an H.264 one: a browser session negotiates H.264.
-    let (_h265, gw, _dir) = common::gateway_with_camera_and(
-        FixtureOptions {
-            codec: FixtureCodec::H265,
-            ..Default::default()
-        },
-        |c| c.segment_secs = 2,
-    )
-    .await;
-    record(&gw, "cam").await;
-    let r = recorded(&gw, "cam", 1, 2_500).await;
+    let (_h265, gw, _dir, (start_ms, _)) = recorded_camera(FixtureCodec::H265, 2_500).await;
     let h264 = RtspFixture::start(FixtureOptions {
         path: "/h264".into(),
         ..Default::default()
@@ -231,7 +219,7 @@ async fn a_webrtc_session_refuses_a_seek_into_a_codec_it_did_not_negotiate() {
     frames(&mut rx, &mut Vec::new(), 5).await;
     let resp = reqwest::Client::new()
         .post(format!("{}/sessions/{s}/seek", gw.base_url()))
-        .json(&json!({"position_ms": r[0].0 + 500}))
+        .json(&json!({"position_ms": start_ms + 500}))
         .send()
         .await
         .unwrap();
@@ -241,7 +229,7 @@ async fn a_webrtc_session_refuses_a_seek_into_a_codec_it_did_not_negotiate() {
     let viewer = Viewer::new(BROWSER_H264).await;
     let resp = reqwest::Client::new()
         .post(format!("{}/streams/cam/webrtc", gw.base_url()))
-        .json(&json!({"offer": viewer.offer, "start_ms": r[0].0 + 500}))
+        .json(&json!({"offer": viewer.offer, "start_ms": start_ms + 500}))
         .send()
         .await
         .unwrap();

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use gateway::Gateway;
 use serde_json::{json, Value};
-use testdata::{FixtureOptions, RtspFixture};
+use testdata::{FixtureCodec, FixtureOptions, RtspFixture};
 
 /// The stream's recorded ranges, `(start_ms, end_ms)`.
 pub async fn ranges(gw: &Gateway, stream: &str) -> Vec<(i64, i64)> {
@@ -53,6 +53,24 @@ pub async fn record(gw: &Gateway, stream: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// A camera of `codec` recorded in 2 s segments, returned once `recorded_ms` of it are recorded, with its range.
+pub async fn recorded_camera(
+    codec: FixtureCodec,
+    recorded_ms: i64,
+) -> (RtspFixture, Gateway, tempfile::TempDir, (i64, i64)) {
+    let (fixture, gw, dir) = super::gateway_with_camera_and(
+        FixtureOptions {
+            codec,
+            ..Default::default()
+        },
+        |c| c.segment_secs = 2,
+    )
+    .await;
+    record(&gw, "cam").await;
+    let r = recorded(&gw, "cam", 1, recorded_ms).await;
+    (fixture, gw, dir, r[0])
 }
 
 /// A recorded camera with an outage: ranges `[a0, a1)` and `[b0, b1)`, the second still being written.
