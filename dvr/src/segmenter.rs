@@ -243,6 +243,7 @@ mod tests {
             is_keyframe: n % gop == 0,
             params: p.clone(),
             is_slate: false,
+            starts_run: false,
         }
     }
 

@@ -43,6 +43,7 @@ fn frames(n: usize) -> Vec<Frame> {
                 is_keyframe: key,
                 params: params.clone(),
                 is_slate: false,
+                starts_run: false,
             }
         })
         .collect()

@@ -159,6 +159,7 @@ pub(crate) mod tests {
             is_keyframe: keyframe,
             params: params(codec),
             is_slate: false,
+            starts_run: false,
         }
     }
 

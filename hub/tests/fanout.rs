@@ -35,6 +35,7 @@ fn frame(i: i64, gop: i64, size: usize) -> Frame {
         is_keyframe: key,
         params: params(320),
         is_slate: false,
+        starts_run: false,
     }
 }
 

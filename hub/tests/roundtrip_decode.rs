@@ -154,6 +154,7 @@ fn frames(codec: Codec, aus: &[EncodedAu]) -> Vec<Frame> {
             is_keyframe: keyframe,
             params,
             is_slate: false,
+            starts_run: false,
         });
     }
     out

@@ -135,6 +135,7 @@ pub(crate) mod tests {
                     rfc6381_codec: None,
                 }),
                 is_slate: false,
+                starts_run: false,
             },
             packets: (0..packets)
                 .map(|i| RtpPayload {

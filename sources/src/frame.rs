@@ -68,6 +68,10 @@ pub struct Frame {
     pub params: Arc<ParameterSets>,
     /// True for the GStreamer-made "offline" picture shown while no input delivers; never recorded.
     pub is_slate: bool,
+    /// The first frame of a new run on the stream timeline: a new input session (reconnect, fail-over), the
+    /// slate starting, each slate picture. Always a keyframe. An explicit discontinuity for viewers, whose
+    /// timestamps then follow the wall clock instead of `pts_90k` deltas.
+    pub starts_run: bool,
 }
 
 impl Frame {
@@ -161,6 +165,7 @@ mod tests {
                 rfc6381_codec: None,
             }),
             is_slate: false,
+            starts_run: false,
         };
         let nals: Vec<_> = f.nals().collect();
         assert_eq!(

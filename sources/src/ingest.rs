@@ -388,6 +388,7 @@ impl Ingest {
         }
         let p = &raw.params;
         self.camera_format = Some((p.codec, p.width, p.height));
+        let starts_run = self.timeline.starts_run();
         let (pts_90k, wall_ms) = self
             .timeline
             .map(raw.media_90k, Instant::now(), wall_now_ms());
@@ -399,6 +400,7 @@ impl Ingest {
             is_keyframe: raw.is_keyframe,
             params: raw.params,
             is_slate: false,
+            starts_run,
         });
     }
 
@@ -442,6 +444,7 @@ impl Ingest {
             is_keyframe: true,
             params,
             is_slate: true,
+            starts_run: true,
         });
     }
 

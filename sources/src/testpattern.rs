@@ -146,6 +146,7 @@ pub fn capture_frames(opts: &TestPatternOptions, count: u32) -> Result<Vec<Frame
                     is_keyframe: au.is_keyframe,
                     params,
                     is_slate: false,
+                    starts_run: false,
                 });
             }
             Ok(None) => break Ok(frames),

@@ -26,8 +26,13 @@ impl Timeline {
         self.anchor = None;
     }
 
+    /// Whether the next mapped frame starts a new run (nothing mapped since the last discontinuity).
+    pub fn starts_run(&self) -> bool {
+        self.anchor.is_none()
+    }
+
     /// Maps a frame of the current session (media time since the session started) observed at `now`
-    /// (`wall_now_ms` on the wall clock).
+    /// (`wall_now_ms` on the wall clock): its `(pts_90k, wall_ms)`.
     pub fn map(&mut self, media_90k: i64, now: Instant, wall_now_ms: i64) -> (i64, i64) {
         let anchor = *self.anchor.get_or_insert_with(|| {
             let pts_base = match self.last {
@@ -75,6 +80,20 @@ mod tests {
         assert_eq!(
             tl.map(3500, t0 + Duration::from_millis(2066), 0).0,
             3000 + 180_000 + 3000
+        );
+    }
+
+    #[test]
+    fn says_which_frame_starts_a_run() {
+        let t0 = Instant::now();
+        let mut tl = Timeline::default();
+        assert!(tl.starts_run(), "the very first frame");
+        tl.map(0, t0, 0);
+        assert!(!tl.starts_run());
+        tl.discontinuity();
+        assert!(
+            tl.starts_run(),
+            "the first frame after a reconnect or the slate"
         );
     }
 

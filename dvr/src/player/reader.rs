@@ -343,6 +343,7 @@ impl Reader {
             is_keyframe: p.index.samples[i].is_sync,
             params,
             is_slate: false,
+            starts_run: false,
         };
         let packets = packetize(&frame, self.opts.mtu);
         self.frames += 1;

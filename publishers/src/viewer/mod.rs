@@ -7,7 +7,8 @@
 //! sleeps until [`ViewerCore::poll_timeout`]. Outputs are packets to send, retransmissions, parameter-set changes,
 //! mode reports, and [`InputRequest`]s: "feed me from the live hub / from a DVR player at T / from nothing".
 //!
-//! Every switch of input is explicit: a new generation (frames still queued from the old input are dropped), an
+//! Every switch of input is explicit (and so is a new run of the live stream, which the ingest marks on the frame:
+//! a reconnect, a fail-over, the slate): a new generation (frames still queued from the old input are dropped), an
 //! RTP discontinuity (the next frame written is a keyframe, preceded by its parameter sets, the sequence number
 //! continues at +1) and a clock rebase (the timestamp continues by the wall time that passed, at least a frame).
 //! Pause and speed changes between speeds that send every frame keep the decoding chain (the same player goes on
@@ -528,6 +529,12 @@ impl ViewerCore {
     }
 
     fn send_frame(&mut self, now: Instant, f: &HubFrame) {
+        if f.frame.starts_run {
+            // The ingest says the stream's timeline starts anew here (reconnect, fail-over, slate): an explicit
+            // discontinuity, never guessed from the timestamps. The frame is a keyframe.
+            self.rtp.discontinuity();
+            self.clock.rebase();
+        }
         if self.opts.codec.is_some_and(|c| c != f.frame.codec) || !self.rtp.accepts(f) {
             return;
         }

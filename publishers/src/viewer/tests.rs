@@ -479,3 +479,23 @@ fn a_storm_of_100_switches_in_one_second_keeps_one_stream() {
     // frames, and the sequence runs are checked above; count switches actually answered.
     assert!(v.core.stats().input_switches >= 50);
 }
+
+#[test]
+fn a_new_run_of_the_live_stream_rebases_on_the_wall_clock() {
+    let mut v = Viewer::new(StartAt::Live, 0);
+    v.feed((0..3).map(|i| frame(i, 5, 0)), 40 * MS);
+    let before = v.sent.last().unwrap().timestamp;
+    // The camera reconnects 3 s later; the ingest marks the first frame of the new run. Its pts says 40 ms.
+    v.advance(Duration::from_secs(3));
+    let mut f = hf(true, 3 * 3600, 2);
+    f.frame.starts_run = true;
+    let g = v.gen();
+    v.core.handle_frame(v.now, g, Arc::new(f));
+    v.drain();
+    let after = v.sent.last().unwrap().timestamp;
+    assert!(
+        after - before >= 3 * 90_000,
+        "{before} -> {after}: the wall time that passed"
+    );
+    v.check_stream();
+}

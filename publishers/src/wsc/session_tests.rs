@@ -35,6 +35,7 @@ fn frame(i: u64, key: bool) -> Arc<HubFrame> {
         is_keyframe: key,
         params: params(),
         is_slate: false,
+        starts_run: false,
     };
     let packets = packetize(&f, 1200);
     Arc::new(HubFrame {
