@@ -1,6 +1,6 @@
 //! The DVR player: plays a stream's recorded segments from any instant, one player per DVR viewer.
 //!
-//! A player is a thread ([`reader`]) that reads the recorder's own MP4 files at sample level ([`crate::mp4`]:
+//! A player is a thread (`reader`) that reads the recorder's own MP4 files at sample level ([`crate::mp4`]:
 //! sample tables first, then each sample's bytes, never a whole file), turns samples into hub frames (packetized
 //! once, like live ones) and hands them, with [`PlayerEvent`]s in order between them, to a bounded channel. The
 //! viewer core paces them by their timestamps and the playback speed; when it stops taking frames (paused, or
