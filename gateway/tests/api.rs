@@ -397,6 +397,12 @@ async fn openapi_swagger_and_debug_page_are_served() {
         ("/streams", &["get", "post"][..]),
         ("/streams/{source_id}", &["get", "patch", "delete"][..]),
         ("/health", &["get"][..]),
+        ("/sessions/{session_id}/seek", &["post"][..]),
+        ("/sessions/{session_id}/live", &["post"][..]),
+        ("/sessions/{session_id}/speed", &["post"][..]),
+        ("/sessions/{session_id}/pause", &["post"][..]),
+        ("/sessions/{session_id}/play", &["post"][..]),
+        ("/sessions/{session_id}/mode", &["get"][..]),
     ] {
         for m in methods {
             let op = &paths[path][*m];
@@ -416,6 +422,10 @@ async fn openapi_swagger_and_debug_page_are_served() {
         "StreamView",
         "Health",
         "ErrorBody",
+        "SeekRequest",
+        "SpeedRequest",
+        "SessionModeView",
+        "OutOfRangeBody",
     ] {
         assert!(
             spec["components"]["schemas"][schema].is_object(),
