@@ -1,7 +1,10 @@
 //! The gateway under test as its own process, so its CPU and memory are its own: this very binary re-run as
 //! `gateway-bench serve-gateway <gateway flags>`, which starts [`gateway::Gateway`] exactly as the `gateway` binary
-//! does. Optionally pinned to one CPU, away from the load generator. Killed (and its data directory removed) on drop.
+//! does. Optionally pinned to one CPU, away from the load generator. Killed on drop, and its data directory removed
+//! with it unless the caller gave one (the live-rewind scenario fills one with an hour of recording first: the
+//! gateway indexes recordings it did not write at start-up).
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,17 +14,50 @@ use serde_json::{json, Value};
 use crate::child_process::{self, free_tcp_port};
 use crate::procstat::Usage;
 
+/// Where the gateway keeps its data.
+enum DataDir {
+    /// Made for this gateway and removed with it.
+    Fresh(tempfile::TempDir),
+    /// The caller's.
+    Given(PathBuf),
+}
+
+impl DataDir {
+    fn path(&self) -> &Path {
+        match self {
+            DataDir::Fresh(d) => d.path(),
+            DataDir::Given(p) => p,
+        }
+    }
+}
+
 pub struct GatewayProcess {
     child: Child,
     pub base: String,
-    dir: tempfile::TempDir,
+    dir: DataDir,
     http: reqwest::Client,
 }
 
 impl GatewayProcess {
     /// Starts a gateway on free loopback ports with a new data directory, adding `flags`.
     pub async fn start(flags: &[&str], pin: Option<usize>) -> anyhow::Result<GatewayProcess> {
-        let dir = tempfile::tempdir()?;
+        let dir = DataDir::Fresh(tempfile::tempdir()?);
+        Self::start_on(dir, flags, pin, Duration::from_secs(30)).await
+    }
+
+    /// Starts a gateway over the caller's `data_dir`, which it leaves in place; it serves once it has indexed
+    /// the recordings there (an hour of segments takes a while).
+    pub async fn start_in(data_dir: &Path, pin: Option<usize>) -> anyhow::Result<GatewayProcess> {
+        let dir = DataDir::Given(data_dir.to_owned());
+        Self::start_on(dir, &[], pin, Duration::from_secs(120)).await
+    }
+
+    async fn start_on(
+        dir: DataDir,
+        flags: &[&str],
+        pin: Option<usize>,
+        start_timeout: Duration,
+    ) -> anyhow::Result<GatewayProcess> {
         let port = free_tcp_port()?;
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg("serve-gateway")
@@ -43,12 +79,8 @@ impl GatewayProcess {
             dir,
             http: reqwest::Client::new(),
         };
-        child_process::wait_until_serving(
-            &gw.http,
-            &format!("{}/health", gw.base),
-            Duration::from_secs(30),
-        )
-        .await?;
+        child_process::wait_until_serving(&gw.http, &format!("{}/health", gw.base), start_timeout)
+            .await?;
         Ok(gw)
     }
 
@@ -84,13 +116,38 @@ impl GatewayProcess {
 
     /// The stream's view (`GET /streams/{id}`).
     pub async fn stream(&self, id: &str) -> anyhow::Result<Value> {
+        self.get(&format!("/streams/{id}")).await
+    }
+
+    /// `GET {path}` as JSON.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         Ok(self
             .http
-            .get(format!("{}/streams/{id}", self.base))
+            .get(format!("{}{path}", self.base))
             .send()
             .await?
             .json()
             .await?)
+    }
+
+    /// Waits until viewer session `id` is gone (its mode answers 404): a closed client's session ends a moment
+    /// later, and its DVR player with it.
+    pub async fn wait_session_gone(&self, id: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self
+                .http
+                .get(format!("{}/sessions/{id}/mode", self.base))
+                .send()
+                .await?;
+            if r.status() == 404 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("session {id} still there after 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits until stream `id` runs and has delivered more than `frames` frames.

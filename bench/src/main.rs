@@ -8,8 +8,15 @@
 
 mod camera;
 mod child_process;
+mod dvr_recording;
+mod dvr_viewer;
+mod dvr_webrtc;
+mod dvr_wsc;
 mod gateway_process;
 mod janus;
+mod keyframe_watch;
+mod page_cache;
+mod procio;
 mod procstat;
 mod raw_send;
 mod report;
@@ -65,14 +72,16 @@ enum Scenario {
     Latency,
     Ttff,
     Ingest,
+    Dvr,
 }
 
-const ALL: [Scenario; 5] = [
+const ALL: [Scenario; 6] = [
     Scenario::WscFanout,
     Scenario::WebrtcFanout,
     Scenario::Latency,
     Scenario::Ttff,
     Scenario::Ingest,
+    Scenario::Dvr,
 ];
 
 /// What every scenario needs to know about the run.
@@ -133,6 +142,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Latency => scenarios::latency::run(&ctx, &mut rows).await,
                 Scenario::Ttff => scenarios::ttff::run(&ctx, &mut rows).await,
                 Scenario::Ingest => scenarios::ingest::run(&ctx, &mut rows).await,
+                Scenario::Dvr => scenarios::dvr::run(&ctx, &mut rows).await,
             }
         });
         for r in &rows[before..] {

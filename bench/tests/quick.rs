@@ -21,6 +21,7 @@ fn every_scenario_runs_in_quick_mode() {
         ("Latency added", 2),
         ("Time to first frame", 2),
         ("Ingest scale", 1),
+        ("Live-rewind (DVR)", 6),
     ] {
         let got: Vec<&&str> = rows
             .iter()

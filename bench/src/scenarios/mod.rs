@@ -1,5 +1,9 @@
-//! One module per scenario of the harness; each appends its rows to the run's table.
+//! One module per scenario of the harness (live-rewind's `dvr` with its two parts); each appends its rows to the
+//! run's table.
 
+pub mod dvr;
+pub mod dvr_load;
+pub mod dvr_switch;
 pub mod ingest;
 pub mod latency;
 pub mod ttff;
