@@ -5,7 +5,6 @@
 //! the viewer ends the session.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::keyframe_watch::{parse_rtp, KeyframeWatch};
+use crate::sinks::set_rcvbuf;
 
 /// What a viewer heard, in order.
 #[derive(Debug)]
@@ -191,24 +191,5 @@ impl WscViewer {
     /// RTP bytes received so far (headers included).
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
-    }
-}
-
-/// Asks for a receive buffer of `bytes` (past `net.core.rmem_max` when running as root).
-fn set_rcvbuf(s: &std::net::UdpSocket, bytes: libc::c_int) {
-    let set = |opt| {
-        // SAFETY: a valid socket and a c_int option value of the right size.
-        unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                &bytes as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        }
-    };
-    if set(libc::SO_RCVBUFFORCE) != 0 {
-        set(libc::SO_RCVBUF);
     }
 }

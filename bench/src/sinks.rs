@@ -343,7 +343,8 @@ fn read_loop(mut sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: b
     sinks
 }
 
-fn set_rcvbuf(s: &UdpSocket, bytes: libc::c_int) {
+/// Asks for a receive buffer of `bytes` on `s`.
+pub(crate) fn set_rcvbuf(s: &UdpSocket, bytes: libc::c_int) {
     let set = |opt| {
         // SAFETY: a valid socket and a c_int option value of the right size.
         unsafe {
