@@ -301,25 +301,18 @@ impl ViewerCore {
                     holding,
                 },
             ) => {
+                self.mode = Mode::Dvr {
+                    position_ms,
+                    speed: s,
+                    paused,
+                    holding,
+                };
                 if (speed > KEYFRAMES_ONLY_ABOVE) != (s > KEYFRAMES_ONLY_ABOVE) && !holding {
                     // Into or out of keyframes-only: the reader must start again at a keyframe.
-                    self.mode = Mode::Dvr {
-                        position_ms,
-                        speed: s,
-                        paused,
-                        holding,
-                    };
                     self.switch_input(InputPlan::Dvr {
                         from_ms: position_ms,
                         keyframes_only: s > KEYFRAMES_ONLY_ABOVE,
                     });
-                } else {
-                    self.mode = Mode::Dvr {
-                        position_ms,
-                        speed: s,
-                        paused,
-                        holding,
-                    };
                 }
                 self.pacer.set_speed(s);
                 self.clock.set_speed(s);

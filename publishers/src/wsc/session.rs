@@ -174,7 +174,8 @@ pub struct WscSession {
     last_activity: Instant,
     errors: VecDeque<Instant>,
     closed: bool,
-    stats: WscStats,
+    /// Time from session start to the first media packet sent.
+    first_packet_after: Option<Duration>,
 }
 
 impl WscSession {
@@ -203,7 +204,7 @@ impl WscSession {
             last_activity: now,
             errors: VecDeque::new(),
             closed: false,
-            stats: WscStats::default(),
+            first_packet_after: None,
             id,
             opts,
         };
@@ -247,8 +248,16 @@ impl WscSession {
         self.closed
     }
 
-    pub fn stats(&self) -> &WscStats {
-        &self.stats
+    pub fn stats(&self) -> WscStats {
+        let c = self.core.stats();
+        WscStats {
+            packets_sent: c.packets_sent,
+            bytes_sent: c.bytes_sent,
+            retransmitted: c.retransmitted,
+            nack_requests: c.nack_requests,
+            frames_sent: c.frames_sent,
+            first_packet_after: self.first_packet_after,
+        }
     }
 
     /// The proved UDP address media goes to, if any.
@@ -320,13 +329,10 @@ impl WscSession {
                 self.core.handle_event(now, generation, event)
             }
             Input::Command(cmd) => {
+                // The same code the gateway answers for a command's own bad values (WSC-RTP-PROTOCOL.md §2.3).
                 if let Err(e) = self.core.handle_command(now, cmd) {
-                    let code = match e {
-                        crate::viewer::CommandError::BadSpeed(_) => "bad_speed",
-                        crate::viewer::CommandError::BadPosition(_) => "bad_position",
-                    };
                     self.send_msg(ServerMessage::Error {
-                        code: code.into(),
+                        code: "bad_request".into(),
                         message: e.to_string(),
                     });
                 }
@@ -351,9 +357,8 @@ impl WscSession {
         while let Some(o) = self.core.poll_output() {
             match o {
                 ViewerOutput::Packet(p) => {
-                    if self.stats.first_packet_after.is_none() {
-                        self.stats.first_packet_after =
-                            Some(now.saturating_duration_since(self.started));
+                    if self.first_packet_after.is_none() {
+                        self.first_packet_after = Some(now.saturating_duration_since(self.started));
                     }
                     self.emit_media(&p);
                 }
@@ -363,34 +368,23 @@ impl WscSession {
                 ViewerOutput::Input(r) => self.out.push_back(Output::Input(r)),
             }
         }
-        let c = self.core.stats();
-        self.stats.packets_sent = c.packets_sent;
-        self.stats.bytes_sent = c.bytes_sent;
-        self.stats.retransmitted = c.retransmitted;
-        self.stats.nack_requests = c.nack_requests;
-        self.stats.frames_sent = c.frames_sent;
     }
 
     fn announce_mode(&mut self, m: ModeReport) {
-        let msg = match m.view.mode {
-            ModeName::Live => ServerMessage::SessionMode {
-                mode: SessionModeName::Live,
-                position_ms: None,
-                speed: None,
-                paused: None,
-                reason: Some(m.reason.as_str().into()),
-                detail: m.detail,
+        // Live has no position, speed or pause of its own to report.
+        let dvr = m.view.mode == ModeName::Dvr;
+        self.send_msg(ServerMessage::SessionMode {
+            mode: if dvr {
+                SessionModeName::Dvr
+            } else {
+                SessionModeName::Live
             },
-            ModeName::Dvr => ServerMessage::SessionMode {
-                mode: SessionModeName::Dvr,
-                position_ms: m.view.position_ms,
-                speed: Some(m.view.speed),
-                paused: Some(m.view.paused),
-                reason: Some(m.reason.as_str().into()),
-                detail: m.detail,
-            },
-        };
-        self.send_msg(msg);
+            position_ms: m.view.position_ms.filter(|_| dvr),
+            speed: dvr.then_some(m.view.speed),
+            paused: dvr.then_some(m.view.paused),
+            reason: Some(m.reason.as_str().into()),
+            detail: m.detail,
+        });
     }
 
     fn send_msg(&mut self, m: ServerMessage) {
