@@ -99,6 +99,11 @@ fn codec_name(c: Codec) -> &'static str {
     c.name()
 }
 
+/// The codec of a `segments.codec` value (written by [`codec_name`]); H.264 for anything else.
+pub(crate) fn row_codec(name: &str) -> Codec {
+    Codec::from_name(name).unwrap_or(Codec::H264)
+}
+
 impl Store {
     /// Adds a segment that starts being written.
     pub async fn segment_opened(

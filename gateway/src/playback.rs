@@ -11,6 +11,7 @@ use dvr::ranges::{recorded_ranges, Span};
 use rusqlite::{params, OptionalExtension};
 use sources::Codec;
 
+use crate::catalog::row_codec;
 use crate::store::{other, Store, StoreError};
 use crate::viewers::{ReserveError, SessionPermit, ViewerBudget};
 
@@ -52,14 +53,6 @@ pub struct Playback {
 pub struct DvrInput {
     pub player: Player,
     _permit: SessionPermit,
-}
-
-fn codec_of(name: &str) -> Codec {
-    if name.eq_ignore_ascii_case("h265") {
-        Codec::H265
-    } else {
-        Codec::H264
-    }
 }
 
 impl Playback {
@@ -113,7 +106,7 @@ impl Playback {
                 position_ms,
             });
         }
-        if let (Some(want), Some(recorded)) = (codec, playing.as_deref().map(codec_of)) {
+        if let (Some(want), Some(recorded)) = (codec, playing.as_deref().map(row_codec)) {
             if recorded != want {
                 return Err(SeekError::CodecNotNegotiated {
                     position_ms,
@@ -197,7 +190,7 @@ impl SegmentCatalog for Catalog {
                             start_ms: r.get(1)?,
                             end_ms: r.get(2)?,
                             path: PathBuf::from(r.get::<_, String>(3)?),
-                            codec: codec_of(&r.get::<_, String>(4)?),
+                            codec: row_codec(&r.get::<_, String>(4)?),
                         })
                     })
                     .map_err(other)?;

@@ -18,7 +18,6 @@ use axum::Json;
 use dvr::export::{export, ExportError, ExportPart};
 use dvr::ranges::{recorded_ranges, Span};
 use serde::Deserialize;
-use sources::Codec;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use utoipa::IntoParams;
@@ -142,11 +141,7 @@ async fn export_recording(
             other.start_ms
         )));
     }
-    let codec = if first.codec == "h265" {
-        Codec::H265
-    } else {
-        Codec::H264
-    };
+    let codec = crate::catalog::row_codec(&first.codec);
     let dir = state.config.data_dir.join("exports");
     let last = rows.last().expect("not empty");
     let name = format!(

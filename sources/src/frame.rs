@@ -22,6 +22,13 @@ impl Codec {
             Codec::H265 => "h265",
         }
     }
+
+    /// The codec named by [`Codec::name`], if any.
+    pub fn from_name(name: &str) -> Option<Codec> {
+        [Codec::H264, Codec::H265]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
 }
 
 /// Decoder configuration for one stream: the codec, its parameter-set NAL units (without start codes or length
@@ -143,6 +150,14 @@ pub fn length_prefixed<'a>(nals: impl IntoIterator<Item = &'a [u8]>) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codec_names_round_trip() {
+        for c in [Codec::H264, Codec::H265] {
+            assert_eq!(Codec::from_name(c.name()), Some(c));
+        }
+        assert_eq!(Codec::from_name("vp8"), None);
+    }
 
     #[test]
     fn nal_iter_splits_and_stops_on_truncation() {

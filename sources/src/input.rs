@@ -156,11 +156,7 @@ fn parse_test_pattern(url: &Url) -> Result<TestPatternOptions, InputError> {
         };
         match &*name {
             "codec" => {
-                o.codec = match &*value {
-                    "h264" => Codec::H264,
-                    "h265" => Codec::H265,
-                    _ => return Err(bad("must be h264 or h265")),
-                }
+                o.codec = Codec::from_name(&value).ok_or_else(|| bad("must be h264 or h265"))?
             }
             // Even sizes: 4:2:0 encoders refuse odd ones.
             "width" => o.width = number(16, 3840)? & !1,
