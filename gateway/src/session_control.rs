@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use api_models::{ModeDto, SessionModeView};
+use hub::Hub;
 use parking_lot::Mutex;
 use publishers::viewer::{Command, ModeName, ModeView};
 use sources::Codec;
@@ -26,24 +27,34 @@ pub struct ControlMsg {
 
 /// What the registry knows of one session.
 pub struct ControlEntry {
-    pub stream_id: String,
+    /// The hub of the session's stream: its id, and its live edge when someone asks.
+    hub: Hub,
     /// The one codec a WebRTC session negotiated.
-    pub codec: Option<Codec>,
+    codec: Option<Codec>,
     tx: mpsc::Sender<ControlMsg>,
     mode: Mutex<ModeView>,
-    live_edge: Mutex<Option<i64>>,
 }
 
 impl ControlEntry {
     /// Called by the session task whenever its mode may have changed.
-    pub fn publish(&self, mode: ModeView, live_edge_ms: Option<i64>) {
+    pub fn publish(&self, mode: ModeView) {
         *self.mode.lock() = mode;
-        *self.live_edge.lock() = live_edge_ms;
     }
 
     pub fn view(&self) -> SessionModeView {
-        mode_view(&self.mode.lock(), *self.live_edge.lock())
+        mode_view(&self.mode.lock(), live_edge_ms(&self.hub))
     }
+
+    /// The checks a command of this session must pass before the session moves ([`check_command`]).
+    pub async fn check(&self, playback: &Playback, cmd: &Command) -> Result<(), AppError> {
+        check_command(playback, &self.hub, self.codec, cmd).await
+    }
+}
+
+/// The live edge of a stream: the instant of its newest frame. Read when asked (a mode, a seek check), never per
+/// frame: it takes the hub's lock.
+pub fn live_edge_ms(hub: &Hub) -> Option<i64> {
+    hub.stats().last_frame_wall_ms
 }
 
 pub fn mode_view(m: &ModeView, live_edge_ms: Option<i64>) -> SessionModeView {
@@ -83,17 +94,16 @@ impl SessionControls {
     pub fn register(
         self: &Arc<Self>,
         id: &str,
-        stream_id: &str,
+        hub: &Hub,
         codec: Option<Codec>,
         mode: ModeView,
     ) -> ControlRegistration {
         let (tx, commands) = mpsc::channel(QUEUE);
         let entry = Arc::new(ControlEntry {
-            stream_id: stream_id.to_owned(),
+            hub: hub.clone(),
             codec,
             tx,
             mode: Mutex::new(mode),
-            live_edge: Mutex::new(None),
         });
         self.sessions.lock().insert(id.to_owned(), entry.clone());
         ControlRegistration {
@@ -125,7 +135,7 @@ impl SessionControls {
         cmd: Command,
     ) -> Result<SessionModeView, AppError> {
         let entry = self.entry(id)?;
-        check(playback, &entry, &cmd).await?;
+        entry.check(playback, &cmd).await?;
         let (reply, answer) = oneshot::channel();
         entry
             .tx
@@ -141,23 +151,23 @@ impl SessionControls {
         let mode = answer
             .await
             .map_err(|_| AppError::SessionNotFound(format!("viewer session {id:?} has ended")))??;
-        let live_edge = *entry.live_edge.lock();
-        Ok(mode_view(&mode, live_edge))
+        Ok(mode_view(&mode, live_edge_ms(&entry.hub)))
     }
 }
 
-/// The checks a command must pass before a session moves: its own values, and for a seek, the recordings.
-pub async fn check(
+/// The checks a command must pass before a session of `hub`'s stream moves (or starts, for a start in the
+/// recording): its own values, and for a seek, the recordings, the live edge and the session's one codec.
+pub async fn check_command(
     playback: &Playback,
-    entry: &ControlEntry,
+    hub: &Hub,
+    codec: Option<Codec>,
     cmd: &Command,
 ) -> Result<(), AppError> {
     cmd.validate()
         .map_err(|e| AppError::BadRequest(e.to_string()))?;
     if let Command::Seek { position_ms } = *cmd {
-        let live_edge = *entry.live_edge.lock();
         playback
-            .check_seek(&entry.stream_id, position_ms, live_edge, entry.codec)
+            .check_seek(hub.stream_id(), position_ms, live_edge_ms(hub), codec)
             .await?;
     }
     Ok(())

@@ -34,6 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiJson, ApiPath, AppError};
+use crate::session_control::check_command;
 use crate::AppState;
 
 /// WHEP offers and answers.
@@ -85,19 +86,22 @@ async fn start_at(
     let Some(position_ms) = start_ms else {
         return Ok(StartAt::Live);
     };
-    Command::Seek { position_ms }
-        .validate()
-        .map_err(|e| AppError::BadRequest(e.to_string()))?;
-    state
-        .playback
-        .check_seek(
-            hub.stream_id(),
-            position_ms,
-            hub.stats().last_frame_wall_ms,
-            codec,
-        )
-        .await?;
+    check_command(&state.playback, hub, codec, &Command::Seek { position_ms }).await?;
     Ok(StartAt::Dvr { position_ms })
+}
+
+/// Where a new WebRTC session starts: a start in the recording must also be in the codec the offer gets.
+async fn webrtc_start_at(
+    state: &AppState,
+    hub: &Hub,
+    offer: &str,
+    start_ms: Option<i64>,
+) -> Result<StartAt, AppError> {
+    let codec = match start_ms {
+        Some(_) => Some(state.webrtc.codec_for(hub, offer)?),
+        None => None,
+    };
+    start_at(state, hub, start_ms, codec).await
 }
 
 /// Viewer calls may come from a player page on another origin (any WHEP player): allow them, and let the page
@@ -230,11 +234,7 @@ async fn whep(
     let hub = hub(&state, &source_id)?;
     let query = open_query(query)?;
     let offer = text_body(&headers, body, SDP)?;
-    let codec = match query.start_ms {
-        Some(_) => Some(state.webrtc.codec_for(&hub, &offer)?),
-        None => None,
-    };
-    let start = start_at(&state, &hub, query.start_ms, codec).await?;
+    let start = webrtc_start_at(&state, &hub, &offer, query.start_ms).await?;
     let created = state.webrtc.create(hub, &offer, start).await?;
     Ok((
         StatusCode::CREATED,
@@ -271,11 +271,7 @@ async fn create_webrtc(
     ApiJson(req): ApiJson<WebRtcOffer>,
 ) -> Result<Response, AppError> {
     let hub = hub(&state, &source_id)?;
-    let codec = match req.start_ms {
-        Some(_) => Some(state.webrtc.codec_for(&hub, &req.offer)?),
-        None => None,
-    };
-    let start = start_at(&state, &hub, req.start_ms, codec).await?;
+    let start = webrtc_start_at(&state, &hub, &req.offer, req.start_ms).await?;
     let created = state.webrtc.create(hub, &req.offer, start).await?;
     Ok((
         StatusCode::CREATED,

@@ -72,11 +72,6 @@ impl ViewerInputs {
         &self.hub
     }
 
-    /// The live edge: the instant of the stream's newest frame.
-    pub fn live_edge_ms(&self) -> Option<i64> {
-        self.hub.stats().last_frame_wall_ms
-    }
-
     /// Before a command that would start reading the recording: open a player now, so that a session budget
     /// refusal is the command's answer instead of a silent return to live.
     pub fn prepare(&mut self, cmd: &Command, mode: &ModeView) -> Result<(), SeekError> {

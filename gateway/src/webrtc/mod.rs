@@ -35,7 +35,7 @@ use crate::viewer_input::ViewerInputs;
 use crate::viewers::{ReserveError, ViewerBudget};
 use feedback::FeedbackCounts;
 use peer::PortCursor;
-use publishers::viewer::StartAt;
+use publishers::viewer::{StartAt, ViewerCore, ViewerOptions};
 use session_task::{LiveState, SessionTask};
 use sources::Codec;
 
@@ -123,7 +123,9 @@ impl WebRtcService {
         let params = hub
             .camera_params()
             .ok_or_else(|| WebRtcError::NotReady(hub.stream_id().to_owned()))?;
-        Ok(codec_of(&choose_codec(offer, &params)?))
+        // Refuses an offer that can't carry the stream; one that can takes the camera's codec.
+        choose_codec(offer, &params)?;
+        Ok(params.codec)
     }
 
     /// Answers `offer` for a viewer of `hub`'s stream and starts the session, live or at `start`.
@@ -177,33 +179,20 @@ impl WebRtcService {
             finished: CancellationToken::new(),
         });
         self.sessions.lock().insert(id.clone(), entry.clone());
-        let codec = codec_of(&chosen);
-        let control = self.controls.register(
-            &id,
-            hub.stream_id(),
-            Some(codec),
-            publishers::viewer::ModeView {
-                mode: match start {
-                    StartAt::Live => publishers::viewer::ModeName::Live,
-                    StartAt::Dvr { .. } => publishers::viewer::ModeName::Dvr,
-                },
-                position_ms: match start {
-                    StartAt::Live => None,
-                    StartAt::Dvr { position_ms } => Some(position_ms),
-                },
-                speed: 1.0,
-                paused: false,
-            },
-        );
+        // The offer's format was chosen to carry the camera's codec: that is the session's one codec.
+        let codec = params.codec;
+        let mut opts = ViewerOptions::new(ssrc, chosen.payload_type, rand::random());
+        // The WebRTC stack answers NACKs from its own send buffer.
+        opts.history_packets = 0;
+        opts.codec = Some(codec);
+        let core = ViewerCore::new(Instant::now(), opts, start);
+        let control = self.controls.register(&id, &hub, Some(codec), core.mode());
         let task = SessionTask {
             service: self.clone(),
             session_id: id.clone(),
             inputs: ViewerInputs::new(hub, self.playback.clone(), Some(codec)),
             peer,
-            payload_type: chosen.payload_type,
-            ssrc,
-            codec,
-            start,
+            core,
             control,
             live,
             stop: entry.stop.clone(),
@@ -344,14 +333,6 @@ impl WebRtcService {
     /// Called by a session's task as it ends.
     fn forget(&self, session_id: &str) {
         self.sessions.lock().remove(session_id);
-    }
-}
-
-fn codec_of(chosen: &publishers::webrtc::offer::ChosenCodec) -> Codec {
-    if chosen.mime_type.eq_ignore_ascii_case("video/H265") {
-        Codec::H265
-    } else {
-        Codec::H264
     }
 }
 

@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 
 use hub::Hub;
 use parking_lot::Mutex;
-use publishers::viewer::{StartAt, ViewerCore, ViewerOptions, ViewerOutput};
+use publishers::viewer::{InputRequest, ViewerCore, ViewerOutput};
 use publishers::Feedback;
 use rtc::rtp;
-use sources::Codec;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
@@ -69,15 +68,20 @@ pub struct SessionTask {
     pub session_id: String,
     pub inputs: ViewerInputs,
     pub peer: Peer,
-    pub payload_type: u8,
-    pub ssrc: u32,
-    pub codec: Codec,
-    pub start: StartAt,
+    /// Built with the session (it answers `GET /sessions/{id}/mode` from the start).
+    pub core: ViewerCore,
     pub control: ControlRegistration,
     pub live: Arc<Mutex<LiveState>>,
     pub stop: CancellationToken,
     pub finished: CancellationToken,
     pub permit: SessionPermit,
+}
+
+/// Switches the session's input as its core asked; a refusal (no viewer place for a player) goes back to the core.
+fn start_input(inputs: &mut ViewerInputs, core: &mut ViewerCore, req: InputRequest) {
+    if let Some(event) = inputs.apply(req) {
+        core.handle_event(Instant::now(), req.generation, event);
+    }
 }
 
 impl SessionTask {
@@ -87,21 +91,14 @@ impl SessionTask {
             session_id,
             mut inputs,
             mut peer,
-            payload_type,
-            ssrc,
-            codec,
-            start,
+            mut core,
             mut control,
             live,
             stop,
             finished,
             permit,
         } = self;
-        let mut opts = ViewerOptions::new(ssrc, payload_type, rand::random());
-        // The WebRTC stack answers NACKs from its own send buffer.
-        opts.history_packets = 0;
-        opts.codec = Some(codec);
-        let mut core = ViewerCore::new(Instant::now(), opts, start);
+        let (ssrc, payload_type) = (core.ssrc(), core.payload_type());
         let hub: Hub = inputs.hub().clone();
         let mut deadline = Some(tokio::time::Instant::now() + CONNECT_TIMEOUT);
         let mut connected = false;
@@ -140,17 +137,13 @@ impl SessionTask {
                     // Until the connection is up nothing could be sent: the input opens then, so a viewer that
                     // never connects costs no hub subscription or player.
                     ViewerOutput::Input(req) if !connected => deferred = Some(req),
-                    ViewerOutput::Input(req) => {
-                        if let Some(event) = inputs.apply(req) {
-                            core.handle_event(Instant::now(), req.generation, event);
-                        }
-                    }
+                    ViewerOutput::Input(req) => start_input(&mut inputs, &mut core, req),
                     // One codec, negotiated once: new parameter sets travel in-band before each keyframe.
                     ViewerOutput::Params(_) | ViewerOutput::Mode(_) => {}
                 }
             }
             live.lock().keyframe_requests_answered = core.stats().keyframe_requests_answered;
-            control.entry.publish(core.mode(), inputs.live_edge_ms());
+            control.entry.publish(core.mode());
             let now = Instant::now();
             let wake = core.poll_timeout(now).map(tokio::time::Instant::from_std);
             let wants_frames = core.wants_frames();
@@ -165,9 +158,7 @@ impl SessionTask {
                             if !connected {
                                 connected = true;
                                 if let Some(req) = deferred.take() {
-                                    if let Some(event) = inputs.apply(req) {
-                                        core.handle_event(Instant::now(), req.generation, event);
-                                    }
+                                    start_input(&mut inputs, &mut core, req);
                                 }
                                 core.set_ready(Instant::now());
                             }

@@ -22,7 +22,7 @@ use super::gso::Datagram;
 use super::udp::WscUdp;
 use super::WscService;
 use crate::error::AppError;
-use crate::session_control::{check, ControlEntry};
+use crate::session_control::ControlEntry;
 use crate::viewer_input::{Arrival, ViewerInputs};
 use crate::viewers::SessionPermit;
 
@@ -105,7 +105,7 @@ async fn admit(
     session: &WscSession,
     cmd: &Command,
 ) -> Result<(), AppError> {
-    check(&svc.playback, entry, cmd).await?;
+    entry.check(&svc.playback, cmd).await?;
     inputs.prepare(cmd, &session.mode())?;
     Ok(())
 }
@@ -147,7 +147,7 @@ pub async fn run(
     );
     let mut control = svc
         .controls
-        .register(&session_id, hub.stream_id(), None, session.mode());
+        .register(&session_id, &hub, None, session.mode());
     let (mut ws_tx, mut ws_rx) = socket.split();
     let mut state_poll = tokio::time::interval(STATE_POLL);
     debug!(stream = %hub.stream_id(), "WSC-RTP session started");
@@ -225,7 +225,7 @@ pub async fn run(
         if session.is_closed() {
             return;
         }
-        control.entry.publish(session.mode(), inputs.live_edge_ms());
+        control.entry.publish(session.mode());
         let now = Instant::now();
         let wake = session.poll_timeout(now).map_or_else(
             || tokio::time::Instant::now() + Duration::from_secs(3600),
