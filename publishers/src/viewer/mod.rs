@@ -35,6 +35,10 @@ use pacer::{Paced, Pacer};
 use crate::retransmit::{Feedback, SendHistory};
 use crate::rtp_out::{OutPacket, RtpOutput};
 
+/// Outputs (and packets of a frame) a drained queue keeps room for: a delta frame's packets and a few messages.
+/// A keyframe or a joining GOP burst grows the queues for a moment only.
+pub(crate) const ROOM_KEPT: usize = 64;
+
 /// Where a session starts.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum StartAt {
@@ -420,7 +424,12 @@ impl ViewerCore {
     }
 
     pub fn poll_output(&mut self) -> Option<ViewerOutput> {
-        self.out.pop_front()
+        let out = self.out.pop_front();
+        if out.is_none() && self.out.capacity() > ROOM_KEPT {
+            // A join or a seek sends a whole GOP at once; don't keep room for one per viewer for the session's life.
+            self.out.shrink_to(ROOM_KEPT);
+        }
+        out
     }
 
     fn on_event(&mut self, now: Instant, event: InputEvent) {
@@ -548,7 +557,7 @@ impl ViewerCore {
             self.out.push_back(ViewerOutput::Packet(p));
         }
         // A keyframe grows this for a moment; don't keep its room for the session's life.
-        packets.shrink_to(64);
+        packets.shrink_to(ROOM_KEPT);
         self.packets = packets;
     }
 

@@ -27,15 +27,11 @@ use crate::rtp_out::OutPacket;
 use crate::sdp;
 use crate::viewer::{
     Command, InputEvent, InputRequest, ModeName, ModeReport, ModeView, StartAt, ViewerCore,
-    ViewerOptions, ViewerOutput,
+    ViewerOptions, ViewerOutput, ROOM_KEPT,
 };
 
 /// Payload type of WSC-RTP media.
 pub const PAYLOAD_TYPE: u8 = 96;
-
-/// Outputs the queue keeps room for once drained (a delta frame's packets and a few messages); a keyframe or a
-/// joining GOP burst grows it for a moment only.
-const ROOM_KEPT: usize = 64;
 
 /// The protocol version a client gets unless it asks for another.
 pub const DEFAULT_VERSION: u32 = 1;
