@@ -2,7 +2,10 @@
 //! by one thread that counts packets and bytes and, when asked, reads send-time stamps to measure latency; the
 //! rest are never read and overflow in the kernel. Reading 1000 receivers at 4 Mbit/s would take more CPU than
 //! this machine has beside the gateway, and a sender pays the same per packet either way, so the gateway and the
-//! raw reference loop face exactly the same receivers. The thread also sends WSC-RTP keepalives for every socket.
+//! raw reference loop face exactly the same receivers. The thread also keeps every socket's WSC-RTP consent: it
+//! sends each one's keep-alive, echoing the nonce of the server's last answer. The unread sockets carry a kernel
+//! filter that drops everything but WSC-RTP control datagrams, so those answers can be read without reading the
+//! media.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -11,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use publishers::wsc::datagram::{build_proof, ProofKind};
+use publishers::wsc::client::{ClientPath, Step};
+use publishers::wsc::datagram::is_control;
 use testdata::stamp;
 use testdata::webrtc_viewer::payload_starts_keyframe;
 
@@ -19,10 +23,10 @@ use testdata::webrtc_viewer::payload_starts_keyframe;
 pub const SAMPLE: usize = 64;
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(4);
 
-/// Where a socket's keepalives go, and with which token.
-#[derive(Clone, Copy)]
+/// Where a socket's keepalives go, and the state of its UDP path.
+#[derive(Clone)]
 pub struct Keepalive {
-    pub token: [u8; 16],
+    pub path: ClientPath,
     pub server: SocketAddr,
 }
 
@@ -39,8 +43,14 @@ impl Sinks {
         let mut sockets = Vec::with_capacity(n);
         for i in 0..n {
             let s = UdpSocket::bind("127.0.0.1:0")?;
-            // Read sockets get room for a GOP burst; the others as little as the kernel allows.
-            set_rcvbuf(&s, if i < SAMPLE { 8 << 20 } else { 4096 });
+            // Read sockets get room for a GOP burst; the others as little as the kernel allows, and only the
+            // server's answers to their keep-alives.
+            if i < SAMPLE {
+                set_rcvbuf(&s, 8 << 20);
+            } else {
+                set_rcvbuf(&s, 4096);
+                keep_only_control_datagrams(&s)?;
+            }
             sockets.push(s);
         }
         Ok(Sinks {
@@ -89,8 +99,19 @@ impl Sinks {
             .collect()
     }
 
-    pub fn set_keepalive(&mut self, i: usize, k: Keepalive) {
+    pub fn set_keepalive(&mut self, i: usize, k: Keepalive) -> std::io::Result<()> {
+        self.sockets[i].set_nonblocking(true)?;
         self.keepalives[i] = Some(k);
+        Ok(())
+    }
+
+    /// Takes a control datagram read from socket `i` (sampled sockets are read by the sink thread).
+    fn on_control(&mut self, i: usize, data: &[u8]) {
+        if let Some(k) = &mut self.keepalives[i] {
+            if let Some(Step::Reply(proof)) = k.path.on_answer(data) {
+                let _ = self.sockets[i].send_to(&proof, k.server);
+            }
+        }
     }
 
     /// Sends the keepalives now due, spreading each socket's one-per-[`KEEPALIVE_EVERY`] evenly over the interval
@@ -101,11 +122,19 @@ impl Sinks {
         let elapsed = self.keepalive_round.elapsed();
         let due = ((n as u128 * elapsed.as_millis()) / KEEPALIVE_EVERY.as_millis()).min(n as u128)
             as usize;
+        let sample = self.sampled();
+        let mut buf = [0u8; 64];
         while self.keepalive_cursor < due {
             let i = self.keepalive_cursor;
+            if i >= sample {
+                // The answer to the last keep-alive waits in the filtered socket (nonblocking once proved).
+                while let Ok(n) = self.sockets[i].recv(&mut buf) {
+                    let data = buf[..n].to_vec();
+                    self.on_control(i, &data);
+                }
+            }
             if let Some(k) = &self.keepalives[i] {
-                let _ =
-                    self.sockets[i].send_to(&build_proof(ProofKind::KeepAlive, &k.token), k.server);
+                let _ = self.sockets[i].send_to(&k.path.keepalive(), k.server);
             }
             self.keepalive_cursor += 1;
         }
@@ -316,6 +345,11 @@ fn read_loop(mut sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: b
                     continue;
                 }
                 while let Ok(n) = sinks.sockets[i].recv(&mut buf) {
+                    if is_control(&buf[..n]) {
+                        let data = buf[..n].to_vec();
+                        sinks.on_control(i, &data);
+                        continue;
+                    }
                     counters.packets.fetch_add(1, Ordering::Relaxed);
                     counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
                     // RTP (version 2), not RTCP (packet types 200-206 where RTP has marker+payload type).
@@ -344,6 +378,58 @@ fn read_loop(mut sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: b
 }
 
 /// Asks for a receive buffer of `bytes` on `s`.
+/// Attaches a classic BPF program that keeps only datagrams whose first payload byte is 'W' (WSC-RTP control)
+/// and drops the rest in the kernel, as a full receive buffer would have.
+fn keep_only_control_datagrams(s: &UdpSocket) -> std::io::Result<()> {
+    const UDP_HEADER: u32 = 8;
+    let op = |code: u32| code as u16;
+    let program = [
+        // A = first byte of the UDP payload (a UDP socket's filter sees the packet from its UDP header on).
+        libc::sock_filter {
+            code: op(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS),
+            jt: 0,
+            jf: 0,
+            k: UDP_HEADER,
+        },
+        libc::sock_filter {
+            code: op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K),
+            jt: 0,
+            jf: 1,
+            k: u32::from(b'W'),
+        },
+        libc::sock_filter {
+            code: op(libc::BPF_RET | libc::BPF_K),
+            jt: 0,
+            jf: 0,
+            k: u32::MAX,
+        },
+        libc::sock_filter {
+            code: op(libc::BPF_RET | libc::BPF_K),
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: a valid socket; `fprog` points at `program`, which outlives the call (the kernel copies it).
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &fprog as *const libc::sock_fprog as *const libc::c_void,
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub(crate) fn set_rcvbuf(s: &UdpSocket, bytes: libc::c_int) {
     let set = |opt| {
         // SAFETY: a valid socket and a c_int option value of the right size.

@@ -67,7 +67,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct OpenQuery {
     /// Start in the recording at this instant (wall-clock epoch ms) instead of live.
     start_ms: Option<i64>,
-    /// WSC-RTP only: the protocol version the client speaks (1 or 2; default 1).
+    /// WSC-RTP only: the protocol version the client speaks (1 to 3; default 1). UDP media needs 3.
     version: Option<u32>,
 }
 
@@ -197,7 +197,8 @@ async fn wsc_rtp(
     let wsc = state.wsc.clone();
     let start = crate::wsc::WscStart { at, version };
     Ok(ws
-        .max_message_size(crate::wsc::MAX_CLIENT_MESSAGE)
+        .max_message_size(crate::wsc::MAX_WEBSOCKET_MESSAGE)
+        .max_frame_size(crate::wsc::MAX_WEBSOCKET_MESSAGE)
         .read_buffer_size(crate::wsc::CLIENT_READ_BUFFER)
         .on_upgrade(move |socket| crate::wsc::run_session(socket, wsc, hub, start, permit))
         .into_response())

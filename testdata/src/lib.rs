@@ -3,6 +3,7 @@
 //! integration tests only.
 
 pub mod decode;
+pub mod forged_udp;
 pub mod probe;
 mod rtsp_fixture;
 pub mod stamp;

@@ -35,10 +35,10 @@ struct Args {
     /// Drop this percentage of received datagrams (to watch NACK repair work)
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=90))]
     drop_percent: u8,
-    /// Start in the recording at this wall-clock instant (epoch ms) instead of live (protocol version 2)
+    /// Start in the recording at this wall-clock instant (epoch ms) instead of live
     #[arg(long)]
     start_ms: Option<i64>,
-    /// Playback speed, 0.25 to 8 (protocol version 2)
+    /// Playback speed, 0.25 to 8
     #[arg(long)]
     speed: Option<f64>,
 }

@@ -125,6 +125,7 @@ pub async fn run(
         initial_seq: rand::random(),
         stream_name: hub.stream_id().to_owned(),
         version: start.version,
+        nonce_seed: rand::random(),
     };
     let session_id = identity.session_id.clone();
     let token = identity.token;

@@ -12,6 +12,7 @@
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
 pub mod recording;
+pub mod wsc;
 
 use std::time::{Duration, Instant};
 

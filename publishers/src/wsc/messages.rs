@@ -17,6 +17,9 @@ pub enum ServerMessage {
         proof_timeout_ms: u64,
         keepalive_interval_ms: u64,
         idle_timeout_ms: u64,
+        /// Version 3: media over UDP stops this long after the last keep-alive with a good echo.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        consent_timeout_ms: Option<u64>,
     },
     Sdp {
         sdp: String,
