@@ -166,6 +166,7 @@ async fn media_stops_when_consent_runs_out() {
         }
     }
     let (transport, after) = transport.expect("a transport message before media on the WebSocket");
+    println!("media moved to the WebSocket {after:?} after the proof (consent {consent:?})");
     assert_eq!(transport["mode"], "websocket");
     assert!(
         transport["reason"].as_str().unwrap().contains("consent"),
