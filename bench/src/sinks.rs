@@ -35,6 +35,8 @@ pub struct Sinks {
     keepalives: Vec<Option<Keepalive>>,
     /// Next socket whose keepalive is due, and when the round through all of them started.
     keepalive_cursor: usize,
+    /// Whether the sink thread reads the sampled sockets (else their answers are read with the keep-alives).
+    sample_read_by_thread: bool,
     keepalive_round: Instant,
 }
 
@@ -57,6 +59,7 @@ impl Sinks {
             keepalives: vec![None; n],
             sockets,
             keepalive_cursor: 0,
+            sample_read_by_thread: false,
             keepalive_round: Instant::now(),
         })
     }
@@ -99,10 +102,8 @@ impl Sinks {
             .collect()
     }
 
-    pub fn set_keepalive(&mut self, i: usize, k: Keepalive) -> std::io::Result<()> {
-        self.sockets[i].set_nonblocking(true)?;
+    pub fn set_keepalive(&mut self, i: usize, k: Keepalive) {
         self.keepalives[i] = Some(k);
-        Ok(())
     }
 
     /// Takes a control datagram read from socket `i` (sampled sockets are read by the sink thread).
@@ -123,12 +124,18 @@ impl Sinks {
         let due = ((n as u128 * elapsed.as_millis()) / KEEPALIVE_EVERY.as_millis()).min(n as u128)
             as usize;
         let sample = self.sampled();
-        let mut buf = [0u8; 64];
+        let mut buf = [0u8; 2048];
         while self.keepalive_cursor < due {
             let i = self.keepalive_cursor;
-            if i >= sample {
-                // The answer to the last keep-alive waits in the filtered socket (nonblocking once proved).
-                while let Ok(n) = self.sockets[i].recv(&mut buf) {
+            self.keepalive_cursor += 1;
+            if self.keepalives[i].is_none() {
+                continue;
+            }
+            if i >= sample || !self.sample_read_by_thread {
+                // The answer to the last keep-alive waits in the socket (nonblocking once proved): alone in a
+                // filtered one, among media in a sampled one whose reading has not started (then the media is
+                // not counted yet anyway).
+                while let Some(n) = recv_waiting(&self.sockets[i], &mut buf) {
                     let data = buf[..n].to_vec();
                     self.on_control(i, &data);
                 }
@@ -136,7 +143,6 @@ impl Sinks {
             if let Some(k) = &self.keepalives[i] {
                 let _ = self.sockets[i].send_to(&k.path.keepalive(), k.server);
             }
-            self.keepalive_cursor += 1;
         }
         if elapsed >= KEEPALIVE_EVERY {
             self.keepalive_cursor = 0;
@@ -322,6 +328,7 @@ impl FrameStamp {
 
 fn read_loop(mut sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: bool) -> Sinks {
     let sample = sinks.sampled();
+    sinks.sample_read_by_thread = true;
     for s in &sinks.sockets[..sample] {
         s.set_nonblocking(true).expect("nonblocking");
     }
@@ -374,10 +381,25 @@ fn read_loop(mut sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: b
     for s in &sinks.sockets[..sample] {
         let _ = s.set_nonblocking(false);
     }
+    sinks.sample_read_by_thread = false;
     sinks
 }
 
 /// Asks for a receive buffer of `bytes` on `s`.
+/// Reads a datagram already waiting in `s`, without blocking whatever the socket's mode.
+fn recv_waiting(s: &UdpSocket, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: a valid socket and a buffer of the length given.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(n).ok()
+}
+
 /// Attaches a classic BPF program that keeps only datagrams whose first payload byte is 'W' (WSC-RTP control)
 /// and drops the rest in the kernel, as a full receive buffer would have.
 fn keep_only_control_datagrams(s: &UdpSocket) -> std::io::Result<()> {

@@ -3,6 +3,8 @@
 //! [`Sessions`] lives; dropping it ends every session.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -20,6 +22,14 @@ type Ws =
 /// Open sessions; their WebSockets are read (and so kept alive) by one task each.
 pub struct Sessions {
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    moved_to_websocket: Arc<AtomicUsize>,
+}
+
+impl Sessions {
+    /// Sessions whose media left UDP for the WebSocket (consent lost): a run with any measured the wrong path.
+    pub fn moved_to_websocket(&self) -> usize {
+        self.moved_to_websocket.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for Sessions {
@@ -38,6 +48,7 @@ pub async fn open(base: &str, id: &str, sinks: &mut Sinks) -> anyhow::Result<Ses
         publishers::wsc::UDP_VERSION
     );
     let mut tasks = Vec::with_capacity(sinks.len());
+    let moved_to_websocket = Arc::new(AtomicUsize::new(0));
     for i in sinks.join_order() {
         // Opening 1000 sessions takes longer than a session lives without keepalives (proofs are rate-limited):
         // keep the ones already open alive meanwhile.
@@ -54,12 +65,22 @@ pub async fn open(base: &str, id: &str, sinks: &mut Sinks) -> anyhow::Result<Ses
         let path = tokio::task::spawn_blocking(move || prove(&socket, token, server))
             .await?
             .with_context(|| format!("session {i}: proving the UDP address"))?;
-        sinks.set_keepalive(i, Keepalive { path, server })?;
+        sinks.set_keepalive(i, Keepalive { path, server });
+        let moved = moved_to_websocket.clone();
         tasks.push(tokio::spawn(async move {
-            while let Some(Ok(_)) = ws.next().await {}
+            while let Some(Ok(m)) = ws.next().await {
+                if let Message::Text(t) = m {
+                    if t.contains(r#""type":"transport""#) && t.contains(r#""mode":"websocket""#) {
+                        moved.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
         }));
     }
-    Ok(Sessions { tasks })
+    Ok(Sessions {
+        tasks,
+        moved_to_websocket,
+    })
 }
 
 async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
