@@ -493,3 +493,62 @@ async fn max_sessions_is_enforced_with_a_clear_error() {
     assert_eq!(init["type"], "init");
     gw.shutdown().await.unwrap();
 }
+
+/// A proved client floods its own session for 3 s: every 10 ms an RTCP NACK naming 544 packets (~140 bytes) and
+/// a PLI. Retransmissions stay within a quarter of the new media plus one saved-up burst, and keyframe restarts
+/// within one per 500 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nack_and_pli_floods_draw_bounded_bytes() {
+    let (_fixture, gw, _dir) = gateway_with(FixtureCodec::H264).await;
+    let (ws, init) = open(&gw, "cam").await;
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    prove(&udp, &init).await;
+    let ssrc = init["ssrc"].as_u64().unwrap() as u32;
+    let first = recv_rtp(&udp, 1).await;
+    let mut newest = u16::from_be_bytes([first[0][2], first[0][3]]);
+    let mut seen = std::collections::HashSet::new();
+    let (mut new_bytes, mut resent_bytes, mut keyframes) = (0u64, 0u64, 0u32);
+    let mut pli = vec![0x81, 206, 0, 2];
+    pli.extend_from_slice(&[0, 0, 0, 1]);
+    pli.extend_from_slice(&ssrc.to_be_bytes());
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut buf = vec![0u8; 2048];
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        tokio::select! {
+            _ = tick.tick() => {
+                let seqs: Vec<u16> = (0..544u16).rev().map(|k| newest.wrapping_sub(k)).collect();
+                udp.send_to(&wsc_rtp_client::build_nack(ssrc, &seqs), server_udp(&init)).await.unwrap();
+                udp.send_to(&pli, server_udp(&init)).await.unwrap();
+            }
+            r = udp.recv(&mut buf) => {
+                let n = r.unwrap();
+                if buf[0] >> 6 != 2 {
+                    continue;
+                }
+                let seq = u16::from_be_bytes([buf[2], buf[3]]);
+                if seen.insert(seq) {
+                    new_bytes += n as u64;
+                    newest = seq;
+                    // A restart at a keyframe begins with the SPS.
+                    keyframes += u32::from(buf[12] & 0x1f == 7);
+                } else {
+                    resent_bytes += n as u64;
+                }
+            }
+        }
+    }
+    drop(ws);
+    println!(
+        "3 s of floods: {new_bytes} new bytes, {resent_bytes} resent, {keyframes} keyframe starts"
+    );
+    assert!(resent_bytes > 0, "the NACKs were read");
+    assert!(
+        resent_bytes <= new_bytes / 4 + publishers::viewer::REPAIR_BURST_BYTES + 16 * 1024,
+        "{resent_bytes} bytes resent for {new_bytes} new"
+    );
+    // Restarts at most every 500 ms (7 in 3 s counting both ends), plus the camera's own keyframes (GOP 1 s in the
+    // fixture: 4 at most); 300 PLIs would otherwise have drawn 300.
+    assert!(keyframes <= 7 + 4, "{keyframes} keyframes in 3 s");
+    gw.shutdown().await.unwrap();
+}
