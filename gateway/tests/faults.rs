@@ -556,6 +556,13 @@ async fn a_full_disk_while_viewers_play_the_recording() {
     for (i, (v, f)) in viewers.into_iter().zip(&files).enumerate() {
         let stats = v.await.unwrap().expect("the viewer ran to its end");
         assert!(stats.frames > 25, "viewer {i}: {stats:?}");
+        if i < 2 {
+            assert!(
+                stats.modes.iter().any(|m| m["mode"] == "dvr"),
+                "viewer {i} played the recording: {:?}",
+                stats.modes
+            );
+        }
         let p = ffprobe(f, Some("h264")).expect("ffprobe reads the viewer's stream");
         assert!(p.frames + 1 >= stats.frames, "viewer {i}: {stats:?} {p:?}");
     }
