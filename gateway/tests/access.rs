@@ -453,11 +453,42 @@ async fn sessions_open_with_the_right_token_and_stay_private() {
     let err = format!("{:#}", refused.expect_err("no token, no session"));
     assert!(err.contains("401"), "{err}");
 
+    // WSC-RTP version 2 messages pass the same check: a seek from a live-only session is refused with `forbidden`,
+    // one from a session opened with the DVR right reaches the recordings check.
+    assert_eq!(wsc_seek_refusal(&ws_base, &live_only).await, "forbidden");
+    assert_eq!(wsc_seek_refusal(&ws_base, &dvr).await, "no_recording");
+
     for s in [&whep_session, &dvr_session] {
         let r = send(call(&gw, Method::DELETE, &format!("/sessions/{s}"), None)).await;
         assert_eq!(r.status(), 204);
     }
     gw.stop().await;
+}
+
+/// Opens a version 2 WSC-RTP session with `token` in the query, sends a seek and answers the `error` code it gets.
+async fn wsc_seek_refusal(ws_base: &str, token: &str) -> String {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!("{ws_base}/streams/cam/wsc-rtp?version=2&token={token}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("upgrade");
+    let seek = json!({"type": "seek", "position_ms": now_ms() - 5000}).to_string();
+    ws.send(Message::Text(seek.into())).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("an answer to the seek")
+            .expect("the session goes on")
+            .unwrap();
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "error" {
+                return v["code"].as_str().unwrap().to_owned();
+            }
+        }
+    }
 }
 
 #[tokio::test]
