@@ -47,6 +47,8 @@ pub struct Gateway {
     http: JoinHandle<std::io::Result<()>>,
     /// Serving HTTPS/WSS.
     tls: bool,
+    /// What the operator should fix (auth off beyond loopback), as `/health` says it.
+    warnings: Vec<String>,
 }
 
 impl Gateway {
@@ -135,7 +137,8 @@ impl Gateway {
             tls = tls.is_some(),
             "gateway serving"
         );
-        for warning in access.warnings(config.bind) {
+        let warnings = access.warnings(config.bind);
+        for warning in &warnings {
             warn!("SECURITY: {warning}");
         }
         let state = AppState {
@@ -173,7 +176,13 @@ impl Gateway {
             stop_retention,
             http,
             tls: serving_tls,
+            warnings,
         })
+    }
+
+    /// What the operator should fix, e.g. no admin token while listening beyond loopback (also in `/health`).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The address the HTTP server listens on.

@@ -513,6 +513,11 @@ async fn open_gateway_beyond_loopback_says_so_and_bodies_must_be_objects() {
         logs.contains("SECURITY: no admin token"),
         "start-up warns too"
     );
+    assert_eq!(
+        gw.gateway().warnings(),
+        std::slice::from_ref(&warning),
+        "and the binary prints it"
+    );
 
     // Auth off: everything open as before (listing, minting is pointless and says so).
     let client = reqwest::Client::new();
