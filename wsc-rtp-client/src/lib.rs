@@ -6,6 +6,7 @@
 
 pub mod depacketize;
 pub mod reorder;
+mod tls;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -103,13 +104,48 @@ pub fn build_nack(media_ssrc: u32, seqs: &[u16]) -> Vec<u8> {
     p
 }
 
+/// How to reach a gateway that wants more than a plain `ws://` URL.
+#[derive(Clone, Debug, Default)]
+pub struct Connect {
+    /// PEM file of CA certificates to trust for `wss://`, beside the system's (a self-signed gateway).
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Viewer token sent as `Authorization: Bearer` (the `token` query parameter works too).
+    pub bearer: Option<String>,
+}
+
 /// Runs a session until the frame or time limit, or until the server ends it.
-pub async fn run(mut opts: ClientOptions) -> anyhow::Result<ClientStats> {
+pub async fn run(opts: ClientOptions) -> anyhow::Result<ClientStats> {
+    run_with(opts, &Connect::default()).await
+}
+
+/// [`run`], with a CA certificate for `wss://` and/or a bearer token.
+pub async fn run_with(mut opts: ClientOptions, connect: &Connect) -> anyhow::Result<ClientStats> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let started = Instant::now();
     let url = session_url(&opts);
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .with_context(|| format!("connecting {url}"))?;
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .with_context(|| format!("bad URL {url}"))?;
+    if let Some(token) = &connect.bearer {
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}")
+                .parse()
+                .context("the token is not a header value")?,
+        );
+    }
+    let connector = if url.starts_with("wss://") {
+        Some(tokio_tungstenite::Connector::Rustls(tls::client_config(
+            connect.ca_cert.as_deref(),
+        )?))
+    } else {
+        None
+    };
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector)
+            .await
+            .with_context(|| format!("connecting {url}"))?;
     let init = next_text(&mut ws).await?;
     if init["type"] != "init" || init["version"].as_u64() != Some(VERSION) {
         bail!("expected init version {VERSION}, got {init}");

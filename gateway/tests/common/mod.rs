@@ -11,6 +11,7 @@
 
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
+pub mod browser;
 pub mod recording;
 pub mod wsc;
 
