@@ -10,7 +10,7 @@ pub enum ServerMessage {
     Init {
         version: u32,
         session_id: String,
-        token: String,
+        token: TokenHex,
         udp_port: u16,
         ssrc: u32,
         payload_type: u8,
@@ -59,6 +59,18 @@ pub enum ServerMessage {
     Bye {
         reason: ByeReason,
     },
+}
+
+/// The session token as `init` carries it (32 hex characters). It steers the session's UDP media, so `Debug`
+/// never shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TokenHex(pub String);
+
+impl std::fmt::Debug for TokenHex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenHex(<redacted>)")
+    }
 }
 
 /// Client → server.

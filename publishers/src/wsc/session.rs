@@ -22,7 +22,7 @@ use sources::ParameterSets;
 use super::datagram::{self, AckKind};
 use super::messages::{
     parse_client, ByeReason, ClientMessage, MessageError, ServerMessage, SessionModeName,
-    StreamStateName, TransportMode,
+    StreamStateName, TokenHex, TransportMode,
 };
 use super::path::{PathOptions, UdpPath, Verdict};
 use crate::retransmit::parse_feedback;
@@ -241,7 +241,7 @@ impl WscSession {
         s.send_msg(ServerMessage::Init {
             version: s.id.version,
             session_id: s.id.session_id.clone(),
-            token: datagram::token_to_hex(&s.id.token),
+            token: TokenHex(datagram::token_to_hex(&s.id.token)),
             udp_port: s.opts.udp_port,
             ssrc: s.id.ssrc,
             payload_type: PAYLOAD_TYPE,

@@ -460,3 +460,31 @@ fn one_message_over_the_limit_is_answered_then_closed() {
     );
     assert!(s.is_closed());
 }
+
+#[test]
+fn debug_output_never_shows_the_session_token() {
+    let t0 = Instant::now();
+    let mut s = session(t0);
+    let init = drain(&mut s)
+        .into_iter()
+        .find_map(|o| match o {
+            Output::WsText(t) if t.contains("\"init\"") => Some(t),
+            _ => None,
+        })
+        .unwrap();
+    let msg: super::super::messages::ServerMessage = serde_json::from_str(&init).unwrap();
+    let hex = "ab".repeat(16);
+    assert!(init.contains(&hex), "the client gets it");
+    assert!(!format!("{msg:?}").contains(&hex));
+    let id = WscIdentity {
+        session_id: "x".into(),
+        token: TOKEN,
+        ssrc: 1,
+        initial_seq: 0,
+        stream_name: "cam".into(),
+        version: 3,
+        nonce_seed: [0xcd; 32],
+    };
+    let shown = format!("{id:?}");
+    assert!(!shown.contains("171") && !shown.contains("205"), "{shown}");
+}
