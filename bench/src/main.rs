@@ -73,15 +73,17 @@ enum Scenario {
     Ttff,
     Ingest,
     Dvr,
+    Retention,
 }
 
-const ALL: [Scenario; 6] = [
+const ALL: [Scenario; 7] = [
     Scenario::WscFanout,
     Scenario::WebrtcFanout,
     Scenario::Latency,
     Scenario::Ttff,
     Scenario::Ingest,
     Scenario::Dvr,
+    Scenario::Retention,
 ];
 
 /// What every scenario needs to know about the run.
@@ -143,6 +145,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Ttff => scenarios::ttff::run(&ctx, &mut rows).await,
                 Scenario::Ingest => scenarios::ingest::run(&ctx, &mut rows).await,
                 Scenario::Dvr => scenarios::dvr::run(&ctx, &mut rows).await,
+                Scenario::Retention => scenarios::retention::run(&ctx, &mut rows).await,
             }
         });
         for r in &rows[before..] {

@@ -10,7 +10,9 @@ pub mod catalog;
 pub mod config;
 pub mod definition;
 pub mod error;
+pub mod exports;
 pub mod playback;
+pub mod purge;
 pub mod recordings_api;
 pub mod registry;
 pub mod retention;
@@ -51,6 +53,8 @@ pub struct AppState {
     pub playback: Arc<playback::Playback>,
     /// Seek, live, speed, pause, play of every viewer session.
     pub controls: Arc<session_control::SessionControls>,
+    /// Recording exports: the cache and the limit on builds at once.
+    pub exports: Arc<exports::Exports>,
 }
 
 /// The whole HTTP surface: the management API (with the API-token check), the viewer API (open), both with the

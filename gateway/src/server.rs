@@ -40,6 +40,7 @@ pub struct Gateway {
     wsc: Arc<WscService>,
     webrtc: Arc<WebRtcService>,
     viewers: Arc<ViewerBudget>,
+    exports: Arc<crate::exports::Exports>,
     stop_http: CancellationToken,
     stop_retention: CancellationToken,
     http: JoinHandle<std::io::Result<()>>,
@@ -75,7 +76,11 @@ impl Gateway {
         );
         let retention_trigger = RetentionTrigger::default();
         let recordings_dir = config.data_dir.join("recordings");
-        let healed = crate::catalog::heal(&store, &recordings_dir)
+        let exports = Arc::new(crate::exports::Exports::new(
+            config.data_dir.join("exports"),
+            config.max_exports,
+        ));
+        let healed = crate::catalog::heal(&store, &recordings_dir, exports.dir())
             .await
             .context("healing the recordings catalog")?;
         if healed != Default::default() {
@@ -89,6 +94,7 @@ impl Gateway {
                 mtu: config.mtu,
                 gop_cache: config.gop_cache,
                 recordings_dir: recordings_dir.clone(),
+                exports_dir: exports.dir().to_owned(),
                 retention: retention_trigger.clone(),
                 segmenter: SegmenterOptions {
                     segment_ms: config.segment_secs as i64 * 1000,
@@ -101,7 +107,10 @@ impl Gateway {
         tokio::spawn(crate::retention::run(
             registry.store().clone(),
             registry.clone(),
-            recordings_dir,
+            crate::purge::Dirs {
+                recordings: recordings_dir,
+                exports: exports.dir().to_owned(),
+            },
             config.record_min_free_mb.saturating_mul(1 << 20),
             retention_trigger,
             stop_retention.clone(),
@@ -124,6 +133,7 @@ impl Gateway {
             viewers: viewers.clone(),
             playback,
             controls,
+            exports: exports.clone(),
         };
         let stop_http = CancellationToken::new();
         let http = tokio::spawn(
@@ -137,6 +147,7 @@ impl Gateway {
             wsc,
             webrtc,
             viewers,
+            exports,
             stop_http,
             stop_retention,
             http,
@@ -171,6 +182,11 @@ impl Gateway {
     /// Viewer sessions of every kind.
     pub fn viewers(&self) -> &Arc<ViewerBudget> {
         &self.viewers
+    }
+
+    /// Recording exports: the cache and the limit on builds at once.
+    pub fn exports(&self) -> &Arc<crate::exports::Exports> {
+        &self.exports
     }
 
     /// The stream registry (for consumers wired in-process).
@@ -220,7 +236,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
 }
 
 /// Registers the test-pattern stream `demo` unless a stream with that id exists.
-async fn ensure_demo(registry: &StreamRegistry) -> anyhow::Result<()> {
+async fn ensure_demo(registry: &Arc<StreamRegistry>) -> anyhow::Result<()> {
     if registry.get(DEMO_SOURCE_ID).is_ok() {
         return Ok(());
     }
