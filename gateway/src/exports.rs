@@ -151,7 +151,13 @@ mod tests {
         std::fs::write(&a, [0u8; 100]).unwrap();
         assert_eq!(sweep(dir.path(), EXPORT_KEEP, 0), Swept::default());
         let s = sweep(dir.path(), EXPORT_KEEP, 150);
-        assert_eq!(s, Swept { files: 2, bytes: 200 });
+        assert_eq!(
+            s,
+            Swept {
+                files: 2,
+                bytes: 200
+            }
+        );
         assert!(cam.join("new.mp4").exists() && a.exists());
         // Past the keep time everything goes, a partial file a crash left included.
         let s = sweep(dir.path(), Duration::ZERO, 0);

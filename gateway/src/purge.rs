@@ -120,7 +120,10 @@ fn remove_dir(dir: &Path) {
 
 impl Store {
     /// Deletes every catalog row of a stream. Returns how many.
-    pub(crate) async fn delete_stream_segments(&self, source_id: &str) -> Result<usize, StoreError> {
+    pub(crate) async fn delete_stream_segments(
+        &self,
+        source_id: &str,
+    ) -> Result<usize, StoreError> {
         let id = source_id.to_owned();
         self.with_conn(move |conn| {
             conn.execute("DELETE FROM segments WHERE source_id = ?1", [&id])

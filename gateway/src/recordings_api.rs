@@ -9,8 +9,8 @@
 //! and is renamed when complete, so identical requests at the same moment never share a file. Retention removes
 //! exports after an hour, or sooner under the free-space floor (`exports.rs`).
 
-use std::path::PathBuf;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use api_models::{ErrorBody, RecordedRange, Recordings};

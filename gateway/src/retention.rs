@@ -119,7 +119,11 @@ fn pass_blocking(
 ) -> anyhow::Result<(Pass, HashSet<String>)> {
     let usage = usage(store)?;
     let mut free_bytes = free_space(&dirs.recordings)?;
-    let swept = sweep(&dirs.exports, EXPORT_KEEP, floor_bytes.saturating_sub(free_bytes));
+    let swept = sweep(
+        &dirs.exports,
+        EXPORT_KEEP,
+        floor_bytes.saturating_sub(free_bytes),
+    );
     free_bytes += swept.bytes;
     let rows_read = Cell::new(0u64);
     let failure: RefCell<Option<StoreError>> = RefCell::new(None);

@@ -59,7 +59,8 @@ async fn a_patch_dropped_at_any_await_point_still_restarts_the_ingest() {
     let registry = gw.gateway().registry().clone();
     // Each round drops the call after `polls` polls: at the database write, while the old ingest stops, and later.
     for (polls, width) in [(1, 336), (2, 352), (3, 368), (4, 384), (6, 400)] {
-        let patch: PatchStream = serde_json::from_value(json!({ "rtsp_inputs": inputs(width) })).unwrap();
+        let patch: PatchStream =
+            serde_json::from_value(json!({ "rtsp_inputs": inputs(width) })).unwrap();
         let mut call = Box::pin(registry.patch("cam", patch));
         for _ in 0..polls {
             if futures::poll!(call.as_mut()).is_ready() {
@@ -169,13 +170,20 @@ async fn recorded_cam(gw: &common::TestGateway, n: usize) -> Vec<Value> {
         assert!(Instant::now() < deadline, "never recorded {n}: {segs:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let r = gw.patch("/streams/cam", &json!({"should_record": false})).await;
+    let r = gw
+        .patch("/streams/cam", &json!({"should_record": false}))
+        .await;
     assert_eq!(r.status(), 200);
     segments(gw).await
 }
 
 async fn segments(gw: &common::TestGateway) -> Vec<Value> {
-    let rec: Value = gw.get("/streams/cam/recordings").await.json().await.unwrap();
+    let rec: Value = gw
+        .get("/streams/cam/recordings")
+        .await
+        .json()
+        .await
+        .unwrap();
     rec["ranges"]
         .as_array()
         .unwrap()
@@ -196,11 +204,7 @@ async fn deleting_a_stream_deletes_its_recordings_and_a_new_one_starts_empty() {
     assert!(files_in(&cam_dir) >= segs.len() && !segs.is_empty());
     // Keep a copy of one finished segment, to plant it later as a delete a crash cut short.
     let kept = gw.config().data_dir.join("kept.mp4");
-    std::fs::copy(
-        cam_dir.join(format!("{}.mp4", segs[0]["start_ms"])),
-        &kept,
-    )
-    .unwrap();
+    std::fs::copy(cam_dir.join(format!("{}.mp4", segs[0]["start_ms"])), &kept).unwrap();
     assert_eq!(gw.delete("/streams/cam").await.status(), 204);
     assert!(!cam_dir.exists(), "the stream's files went with it");
     assert_eq!(gw.get("/streams/cam/recordings").await.status(), 404);
@@ -221,7 +225,10 @@ async fn deleting_a_stream_deletes_its_recordings_and_a_new_one_starts_empty() {
     std::fs::create_dir_all(&ghost).unwrap();
     std::fs::copy(&kept, ghost.join(format!("{}.mp4", segs[0]["start_ms"]))).unwrap();
     let gw = common::start_in(data, |c| c.segment_secs = 1).await;
-    assert!(!ghost.exists(), "recordings of an unregistered stream removed at start-up");
+    assert!(
+        !ghost.exists(),
+        "recordings of an unregistered stream removed at start-up"
+    );
     assert_eq!(
         gw.post("/streams", &common::testsrc_stream("cam", 320, 240))
             .await
