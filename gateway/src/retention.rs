@@ -29,7 +29,7 @@ use crate::store::{other, Store, StoreError};
 /// Age limits are checked at least this often.
 const PERIOD: Duration = Duration::from_secs(60);
 /// Rows read per query of an oldest-first walk.
-const PAGE: i64 = 64;
+pub const PAGE: i64 = 64;
 
 /// Wakes the retention task; recorders poke it when a segment is finished.
 #[derive(Clone, Debug, Default)]
