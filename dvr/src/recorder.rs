@@ -189,7 +189,8 @@ impl RecorderHandle {
         self.stats.snapshot()
     }
 
-    /// Stops recording: the open segment is finalized before this returns.
+    /// Stops recording: the open segment is finalized before this returns (or, behind a disk that does not
+    /// answer, after at most twice the finalize timeout).
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
@@ -312,7 +313,12 @@ async fn run(
         queue.send(Command::Close(c));
     }
     drop(queue);
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    // A writer stuck on a hung disk must not hold up whoever stops the recorder (a stream being deleted): after
+    // the finalize timeout and some, the thread is left to end when the disk answers.
+    let joined = tokio::task::spawn_blocking(move || writer.join());
+    if tokio::time::timeout(FINISH_TIMEOUT * 2, joined).await.is_err() {
+        warn!(stream = %stream, "the segment writer did not stop (hung disk?); leaving its thread behind");
+    }
 }
 
 fn end_drop_run(stream: &str, run: DropRun, events: &mpsc::UnboundedSender<RecorderEvent>) {
