@@ -316,7 +316,10 @@ async fn run(
     // A writer stuck on a hung disk must not hold up whoever stops the recorder (a stream being deleted): after
     // the finalize timeout and some, the thread is left to end when the disk answers.
     let joined = tokio::task::spawn_blocking(move || writer.join());
-    if tokio::time::timeout(FINISH_TIMEOUT * 2, joined).await.is_err() {
+    if tokio::time::timeout(FINISH_TIMEOUT * 2, joined)
+        .await
+        .is_err()
+    {
         warn!(stream = %stream, "the segment writer did not stop (hung disk?); leaving its thread behind");
     }
 }
