@@ -328,6 +328,12 @@ pub struct RecordingStatusView {
     pub newest_ms: Option<i64>,
     /// Latest recording failure.
     pub last_error: Option<String>,
+    /// Frames not recorded because the disk fell behind (the writer queue was full), since the gateway started.
+    #[serde(default)]
+    pub dropped_frames: u64,
+    /// Gaps those drops left in the recording (each a run of dropped frames).
+    #[serde(default)]
+    pub dropped_gaps: u64,
 }
 
 /// One recorded segment (an MP4 file).

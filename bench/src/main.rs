@@ -80,15 +80,17 @@ enum Scenario {
     Dvr,
     /// Not part of the default run (30 minutes): `--only soak`
     Soak,
+    Retention,
 }
 
-const ALL: [Scenario; 6] = [
+const ALL: [Scenario; 7] = [
     Scenario::WscFanout,
     Scenario::WebrtcFanout,
     Scenario::Latency,
     Scenario::Ttff,
     Scenario::Ingest,
     Scenario::Dvr,
+    Scenario::Retention,
 ];
 
 /// What every scenario needs to know about the run.
@@ -154,6 +156,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Ingest => scenarios::ingest::run(&ctx, &mut rows).await,
                 Scenario::Dvr => scenarios::dvr::run(&ctx, &mut rows).await,
                 Scenario::Soak => scenarios::soak::run(&ctx, &mut rows).await,
+                Scenario::Retention => scenarios::retention::run(&ctx, &mut rows).await,
             }
         });
         for r in &rows[before..] {

@@ -23,6 +23,7 @@ fn every_scenario_runs_in_quick_mode() {
         ("Time to first frame", 2),
         ("Ingest scale", 1),
         ("Live-rewind (DVR)", 6),
+        ("Retention pass", 2),
     ] {
         let got: Vec<&&str> = rows
             .iter()

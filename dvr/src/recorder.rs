@@ -4,12 +4,15 @@
 //! open/close orders to a writer thread that owns the [`SegmentWriter`] (GStreamer calls block). What happens to
 //! segments is reported as [`RecorderEvent`]s for the catalog.
 //!
-//! Nothing is lost silently and no viewer waits: if the writer falls behind by [`MAX_QUEUED_FRAMES`], or the hub
-//! drops frames for this subscriber, the segment is closed at its last frame and the next one opens at the next
-//! keyframe; the catalog sees the gap.
+//! Nothing is lost silently and no viewer waits. The queue to the writer thread is bounded by bytes
+//! ([`RecorderOptions::max_queued_bytes`]): when the writer is that far behind (a hung or very slow disk), the open
+//! segment is closed at its last queued frame, frames are dropped (counted in [`RecorderStats`], logged, and
+//! reported as one [`RecorderEvent::Dropped`] gap once the queue has room again), and the next segment opens at a
+//! keyframe. A file is never written with a hole in it: the catalog simply has no segment for the gap. The same
+//! close-and-resume happens when the hub drops frames for this subscriber.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,13 +21,15 @@ use sources::{Codec, Frame};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::segmenter::{CloseReason, Closed, Segmenter, SegmenterOptions, Step};
 use crate::writer::SegmentWriter;
 
-/// Frames the writer may be behind before the recorder closes the segment and waits for a keyframe.
-pub const MAX_QUEUED_FRAMES: usize = 250;
+/// Default bound of the writer queue: about 20 s of a 12 Mbit/s camera. Memory, not disk, is what it protects.
+pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 32 * 1024 * 1024;
+/// What a queued command costs besides its frame's bytes (the command, the `Arc`, the channel slot).
+const COMMAND_OVERHEAD_BYTES: u64 = 128;
 /// Longest wait for the muxer to finalize a segment.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -36,6 +41,50 @@ pub struct RecorderOptions {
     pub segmenter: SegmenterOptions,
     /// MP4 fragment length while a segment is written: the most a crash can lose.
     pub fragment_ms: u32,
+    /// Bytes of frames the writer thread may be behind; past it frames are dropped as a gap.
+    pub max_queued_bytes: u64,
+}
+
+/// Counters of one recorder, readable while it runs ([`RecorderHandle::stats`]).
+#[derive(Debug, Default)]
+pub struct RecorderStats {
+    queued_bytes: AtomicU64,
+    peak_queued_bytes: AtomicU64,
+    dropped_frames: AtomicU64,
+    gaps: AtomicU64,
+}
+
+/// A snapshot of [`RecorderStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecorderCounters {
+    /// Bytes handed to the writer thread and not yet written.
+    pub queued_bytes: u64,
+    /// The most that was ever queued.
+    pub peak_queued_bytes: u64,
+    /// Frames dropped because the writer queue was full.
+    pub dropped_frames: u64,
+    /// Runs of such drops.
+    pub gaps: u64,
+}
+
+impl RecorderStats {
+    fn add_queued(&self, n: u64) {
+        let now = self.queued_bytes.fetch_add(n, Ordering::AcqRel) + n;
+        self.peak_queued_bytes.fetch_max(now, Ordering::AcqRel);
+    }
+
+    fn sub_queued(&self, n: u64) {
+        self.queued_bytes.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    pub fn snapshot(&self) -> RecorderCounters {
+        RecorderCounters {
+            queued_bytes: self.queued_bytes.load(Ordering::Acquire),
+            peak_queued_bytes: self.peak_queued_bytes.load(Ordering::Acquire),
+            dropped_frames: self.dropped_frames.load(Ordering::Acquire),
+            gaps: self.gaps.load(Ordering::Acquire),
+        }
+    }
 }
 
 /// What happened to a segment.
@@ -61,6 +110,13 @@ pub enum RecorderEvent {
     /// Writing failed (disk full, say); the segment's file is left as it is (up to its last complete fragment it
     /// is readable: see `recover`), and recording resumes at the next keyframe.
     Failed { path: PathBuf, error: String },
+    /// The writer queue was full from `from_ms` to `to_ms` (frame instants): `frames` frames were not recorded.
+    /// Sent when the queue has room again (or recording stops); no segment covers the gap.
+    Dropped {
+        from_ms: i64,
+        to_ms: i64,
+        frames: u64,
+    },
 }
 
 enum Command {
@@ -73,10 +129,46 @@ enum Command {
     Close(Closed),
 }
 
+impl Command {
+    /// What this command counts against [`RecorderOptions::max_queued_bytes`] until the writer has carried it out.
+    fn cost(&self) -> u64 {
+        COMMAND_OVERHEAD_BYTES
+            + match self {
+                Command::Open { first, .. } => first.frame.data.len() as u64,
+                Command::Frame(f) => f.frame.data.len() as u64,
+                Command::Close(_) => 0,
+            }
+    }
+}
+
+/// The recorder side of the writer queue: every command is counted in bytes until the writer took it.
+struct Queue {
+    tx: mpsc::UnboundedSender<Command>,
+    stats: Arc<RecorderStats>,
+}
+
+impl Queue {
+    fn send(&self, cmd: Command) {
+        let cost = cmd.cost();
+        self.stats.add_queued(cost);
+        if self.tx.send(cmd).is_err() {
+            self.stats.sub_queued(cost);
+        }
+    }
+}
+
+/// A run of frames dropped because the writer queue was full.
+struct DropRun {
+    from_ms: i64,
+    to_ms: i64,
+    frames: u64,
+}
+
 /// A running recorder.
 pub struct RecorderHandle {
     stop: CancellationToken,
     task: JoinHandle<()>,
+    stats: Arc<RecorderStats>,
 }
 
 impl RecorderHandle {
@@ -87,11 +179,18 @@ impl RecorderHandle {
         events: mpsc::UnboundedSender<RecorderEvent>,
     ) -> RecorderHandle {
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(hub, opts, events, stop.clone()));
-        RecorderHandle { stop, task }
+        let stats = Arc::new(RecorderStats::default());
+        let task = tokio::spawn(run(hub, opts, events, stop.clone(), stats.clone()));
+        RecorderHandle { stop, task, stats }
     }
 
-    /// Stops recording: the open segment is finalized before this returns.
+    /// The recorder's counters now.
+    pub fn stats(&self) -> RecorderCounters {
+        self.stats.snapshot()
+    }
+
+    /// Stops recording: the open segment is finalized before this returns (or, behind a disk that does not
+    /// answer, after at most twice the finalize timeout).
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
@@ -103,22 +202,23 @@ async fn run(
     opts: RecorderOptions,
     events: mpsc::UnboundedSender<RecorderEvent>,
     stop: CancellationToken,
+    stats: Arc<RecorderStats>,
 ) {
     let (tx, rx) = mpsc::unbounded_channel::<Command>();
-    let queued = Arc::new(AtomicUsize::new(0));
     // Set by the writer thread when a segment failed (disk full, say), so the segmenter starts a new one at the
     // next keyframe instead of feeding a segment nobody writes.
     let failed = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (events, queued, failed, fragment_ms) = (
+        let (events, stats, failed, fragment_ms, dir) = (
             events.clone(),
-            queued.clone(),
+            stats.clone(),
             failed.clone(),
             opts.fragment_ms,
+            opts.dir.clone(),
         );
         std::thread::Builder::new()
             .name(format!("dvr-{}", hub.stream_id()))
-            .spawn(move || write_loop(rx, events, queued, failed, fragment_ms))
+            .spawn(move || write_loop(rx, events, stats, failed, fragment_ms, &dir))
     };
     let writer = match writer {
         Ok(w) => w,
@@ -130,45 +230,75 @@ async fn run(
             return;
         }
     };
-    if let Err(e) = std::fs::create_dir_all(&opts.dir) {
-        warn!(dir = %opts.dir.display(), error = %e, "cannot create the recording directory");
-    }
+    let queue = Queue {
+        tx,
+        stats: stats.clone(),
+    };
+    let stream = hub.stream_id().to_owned();
     let mut segmenter = Segmenter::new(opts.segmenter);
     let mut sub = hub.subscribe();
     let mut hub_drops = sub.dropped();
+    let mut dropping: Option<DropRun> = None;
     loop {
         let frame = tokio::select! {
             () = stop.cancelled() => break,
             f = sub.recv() => match f { Some(f) => f, None => break },
         };
-        let lost = sub.dropped() != hub_drops
-            || queued.load(Ordering::Acquire) >= MAX_QUEUED_FRAMES
-            || failed.swap(false, Ordering::AcqRel);
+        let queued = stats.queued_bytes.load(Ordering::Acquire);
+        // Full when this frame and the close it may cause would not fit; a run of drops lasts until the writer
+        // has taken half the queue, so one slow write makes one gap, not one per small frame that happens to fit.
+        let full = if dropping.is_some() {
+            queued > opts.max_queued_bytes / 2
+        } else {
+            queued + 2 * COMMAND_OVERHEAD_BYTES + frame.frame.data.len() as u64
+                > opts.max_queued_bytes
+        };
+        let lost = sub.dropped() != hub_drops || full || failed.swap(false, Ordering::AcqRel);
         hub_drops = sub.dropped();
         if lost {
-            debug!(stream = %hub.stream_id(), queued = queued.load(Ordering::Acquire), hub_drops, "recorder lost frames");
+            debug!(stream = %stream, queued, hub_drops, full, "recorder lost frames");
             if let Some(c) = segmenter.dropped() {
-                let _ = tx.send(Command::Close(c));
+                queue.send(Command::Close(c));
             }
+        }
+        if full {
+            stats.dropped_frames.fetch_add(1, Ordering::AcqRel);
+            let at = frame.frame.wall_ms;
+            match dropping.as_mut() {
+                Some(run) => {
+                    run.to_ms = at;
+                    run.frames += 1;
+                }
+                None => {
+                    stats.gaps.fetch_add(1, Ordering::AcqRel);
+                    warn!(stream = %stream, queued_bytes = queued, max_queued_bytes = opts.max_queued_bytes,
+                        "the segment writer is behind (slow or hung disk); dropping frames until it catches up");
+                    dropping = Some(DropRun {
+                        from_ms: at,
+                        to_ms: at,
+                        frames: 1,
+                    });
+                }
+            }
+            continue;
+        }
+        if let Some(run) = dropping.take() {
+            end_drop_run(&stream, run, &events);
         }
         match segmenter.push(&frame.frame) {
             Step::Skip { closed } => {
                 if let Some(c) = closed {
-                    debug!(stream = %hub.stream_id(), reason = ?c.reason, "segment closed");
-                    let _ = tx.send(Command::Close(c));
+                    debug!(stream = %stream, reason = ?c.reason, "segment closed");
+                    queue.send(Command::Close(c));
                 }
             }
-            Step::Append => {
-                queued.fetch_add(1, Ordering::AcqRel);
-                let _ = tx.send(Command::Frame(frame));
-            }
+            Step::Append => queue.send(Command::Frame(frame)),
             Step::Open { closed, start_ms } => {
                 if let Some(c) = closed {
-                    debug!(stream = %hub.stream_id(), reason = ?c.reason, "segment closed");
-                    let _ = tx.send(Command::Close(c));
+                    debug!(stream = %stream, reason = ?c.reason, "segment closed");
+                    queue.send(Command::Close(c));
                 }
-                queued.fetch_add(1, Ordering::AcqRel);
-                let _ = tx.send(Command::Open {
+                queue.send(Command::Open {
                     path: opts.dir.join(format!("{start_ms}.mp4")),
                     first: frame,
                     start_ms,
@@ -176,21 +306,47 @@ async fn run(
             }
         }
     }
-    if let Some(c) = segmenter.stop() {
-        let _ = tx.send(Command::Close(c));
+    if let Some(run) = dropping.take() {
+        end_drop_run(&stream, run, &events);
     }
-    drop(tx);
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    if let Some(c) = segmenter.stop() {
+        queue.send(Command::Close(c));
+    }
+    drop(queue);
+    // A writer stuck on a hung disk must not hold up whoever stops the recorder (a stream being deleted): after
+    // the finalize timeout and some, the thread is left to end when the disk answers.
+    let joined = tokio::task::spawn_blocking(move || writer.join());
+    if tokio::time::timeout(FINISH_TIMEOUT * 2, joined)
+        .await
+        .is_err()
+    {
+        warn!(stream = %stream, "the segment writer did not stop (hung disk?); leaving its thread behind");
+    }
+}
+
+fn end_drop_run(stream: &str, run: DropRun, events: &mpsc::UnboundedSender<RecorderEvent>) {
+    info!(stream = %stream, frames = run.frames, from_ms = run.from_ms, to_ms = run.to_ms,
+        "the segment writer caught up; frames in between were not recorded");
+    let _ = events.send(RecorderEvent::Dropped {
+        from_ms: run.from_ms,
+        to_ms: run.to_ms,
+        frames: run.frames,
+    });
 }
 
 /// The writer thread: carries out commands until the channel closes.
 fn write_loop(
     mut rx: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<RecorderEvent>,
-    queued: Arc<AtomicUsize>,
+    stats: Arc<RecorderStats>,
     failed: Arc<AtomicBool>,
     fragment_ms: u32,
+    dir: &std::path::Path,
 ) {
+    // Here, not in the recorder's task: a file-system call may block for as long as the disk does.
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        warn!(dir = %dir.display(), error = %e, "cannot create the recording directory");
+    }
     let mut current: Option<SegmentWriter> = None;
     let fail = |w: &SegmentWriter, error: String| {
         failed.store(true, Ordering::Release);
@@ -200,13 +356,14 @@ fn write_loop(
         }
     };
     while let Some(cmd) = rx.blocking_recv() {
+        // Counted out when taken: the bound is on what waits, and a command being carried out no longer does.
+        stats.sub_queued(cmd.cost());
         match cmd {
             Command::Open {
                 path,
                 first,
                 start_ms,
             } => {
-                queued.fetch_sub(1, Ordering::AcqRel);
                 // A segment still open here was closed by a failed write; nothing more to finish.
                 current = None;
                 let f: &Frame = &first.frame;
@@ -236,7 +393,6 @@ fn write_loop(
                 }
             }
             Command::Frame(frame) => {
-                queued.fetch_sub(1, Ordering::AcqRel);
                 if let Some(w) = current.as_mut() {
                     if let Err(e) = w.write(&frame.frame) {
                         let _ = events.send(fail(w, e.to_string()));

@@ -206,7 +206,9 @@ async fn patch_stream(
     Ok(Json(state.registry.patch(&source_id, patch).await?))
 }
 
-/// Stops a stream, disconnects its viewers and forgets it.
+/// Stops a stream, disconnects its viewers, deletes its recordings (files, catalog, cached exports) and forgets
+/// it. A stream created later with the same id starts with no recordings; export what should be kept first. The
+/// deletion completes even if the client disconnects before the answer.
 #[utoipa::path(
     delete,
     path = "/streams/{source_id}",
@@ -214,7 +216,7 @@ async fn patch_stream(
     params(("source_id" = String, Path, description = "Stream id")),
     security((), ("admin_token" = [])),
     responses(
-        (status = 204, description = "Stream deleted"),
+        (status = 204, description = "Stream and its recordings deleted"),
         (status = 401, description = "Admin token missing or wrong (when one is configured)", body = ErrorBody),
         (status = 404, description = "No such stream", body = ErrorBody),
         (status = 409, description = "Another request is changing this stream", body = ErrorBody),

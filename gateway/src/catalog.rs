@@ -12,7 +12,7 @@ use api_models::{RecordingStatusView, SegmentView};
 use dvr::recorder::RecorderEvent;
 use dvr::recover::SegmentInfo;
 use parking_lot::Mutex;
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 use sources::Codec;
 use tokio::sync::mpsc;
 use tracing::warn;
@@ -75,6 +75,8 @@ pub struct RecordingStatus {
     pub newest_ms: Option<i64>,
     pub last_error: Option<String>,
     pub failed: bool,
+    pub dropped_frames: u64,
+    pub dropped_gaps: u64,
 }
 
 impl RecordingStatus {
@@ -91,6 +93,8 @@ impl RecordingStatus {
             oldest_ms: self.oldest_ms,
             newest_ms: self.newest_ms,
             last_error: self.last_error.clone(),
+            dropped_frames: self.dropped_frames,
+            dropped_gaps: self.dropped_gaps,
         }
     }
 }
@@ -181,10 +185,10 @@ async fn keep_what_was_written(
     path: &Path,
     status: &Arc<Mutex<RecordingStatus>>,
 ) -> Result<(), StoreError> {
-    let rows = store.segments(source_id, i64::MIN, i64::MAX).await?;
-    let Some(row) = rows
-        .into_iter()
-        .find(|r| Path::new(&r.path) == path && r.state == "writing")
+    let Some(row) = store
+        .segment_by_path(path)
+        .await?
+        .filter(|r| r.state == "writing")
     else {
         return Ok(());
     };
@@ -197,7 +201,8 @@ async fn keep_what_was_written(
                 .await
         }
         _ => {
-            let _ = std::fs::remove_file(path);
+            let p = path.to_owned();
+            let _ = tokio::task::spawn_blocking(move || remove_file(&p)).await;
             store.delete_segment(row.id).await
         }
     }
@@ -211,11 +216,11 @@ pub async fn follow_recorder(
     status: Arc<Mutex<RecordingStatus>>,
     retention: RetentionTrigger,
 ) {
-    if let Ok(rows) = store.segments(&source_id, i64::MIN, i64::MAX).await {
+    if let Ok((bytes, oldest, newest)) = store.recorded_totals(&source_id).await {
         let mut s = status.lock();
-        s.bytes = rows.iter().map(|r| r.bytes).sum();
-        s.oldest_ms = rows.iter().map(|r| r.start_ms).min();
-        s.newest_ms = rows.iter().filter_map(|r| r.end_ms).max();
+        s.bytes = bytes;
+        s.oldest_ms = oldest;
+        s.newest_ms = newest;
     }
     while let Some(event) = events.recv().await {
         let result = match &event {
@@ -252,6 +257,18 @@ pub async fn follow_recorder(
                 retention.poke();
                 r
             }
+            RecorderEvent::Dropped {
+                from_ms,
+                to_ms,
+                frames,
+            } => {
+                // No row covers [from_ms, to_ms]: the recorded ranges show it as a gap.
+                warn!(source_id = %source_id, from_ms, to_ms, frames, "recording gap: the disk fell behind");
+                let mut s = status.lock();
+                s.dropped_frames += frames;
+                s.dropped_gaps += 1;
+                Ok(())
+            }
             RecorderEvent::Failed { path, error } => {
                 warn!(source_id = %source_id, path = %path.display(), error = %error, "recording failed");
                 {
@@ -275,19 +292,35 @@ pub async fn follow_recorder(
 }
 
 impl Store {
-    /// Every segment row with its stream, for healing.
-    pub(crate) async fn all_segments(&self) -> Result<Vec<(String, SegmentRow)>, StoreError> {
-        self.with_conn(|conn| {
-            let mut stmt = conn
-                .prepare(
-                    "SELECT id, start_ms, end_ms, path, bytes, codec, width, height, state, source_id
-                     FROM segments ORDER BY id",
-                )
-                .map_err(other)?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(9)?, SegmentRow::read(r)?)))
-                .map_err(other)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(other)
+    /// A stream's recorded bytes, oldest start and newest end, from the catalog.
+    pub(crate) async fn recorded_totals(
+        &self,
+        source_id: &str,
+    ) -> Result<(u64, Option<i64>, Option<i64>), StoreError> {
+        let id = source_id.to_owned();
+        self.with_conn(move |conn| {
+            conn.query_row(
+                "SELECT COALESCE(SUM(bytes), 0), MIN(start_ms), MAX(end_ms) FROM segments WHERE source_id = ?1",
+                [&id],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(other)
+        })
+        .await
+    }
+
+    /// The row of a segment file, if any.
+    async fn segment_by_path(&self, path: &Path) -> Result<Option<SegmentRow>, StoreError> {
+        let path = path.to_string_lossy().into_owned();
+        self.with_conn(move |conn| {
+            conn.query_row(
+                "SELECT id, start_ms, end_ms, path, bytes, codec, width, height, state FROM segments
+                 WHERE path = ?1",
+                [&path],
+                SegmentRow::read,
+            )
+            .optional()
+            .map_err(other)
         })
         .await
     }
@@ -295,11 +328,8 @@ impl Store {
     /// Deletes a segment for good: its file first, then its row (a row without a file is healed away at the next
     /// start; a file without a row would be indexed back).
     pub async fn delete_recorded(&self, row: &SegmentRow) -> anyhow::Result<()> {
-        match std::fs::remove_file(&row.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("deleting {}", row.path))),
-        }
+        let path = row.path.clone();
+        tokio::task::spawn_blocking(move || remove_file(Path::new(&path))).await??;
         Ok(self.delete_segment(row.id).await?)
     }
 
@@ -320,32 +350,37 @@ impl Store {
         start_ms: i64,
         info: &SegmentInfo,
     ) -> Result<(), StoreError> {
-        let (id, path, info) = (
-            source_id.to_owned(),
-            path.to_string_lossy().into_owned(),
-            info.clone(),
-        );
-        self.with_conn(move |conn| {
-            conn.execute(
-                "INSERT INTO segments (source_id, start_ms, end_ms, path, bytes, codec, width, height, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'recovered')
-                 ON CONFLICT (path) DO UPDATE SET end_ms = ?3, bytes = ?5, state = 'recovered'",
-                params![
-                    id,
-                    start_ms,
-                    start_ms + info.duration_ms,
-                    path,
-                    info.bytes as i64,
-                    info.codec.name(),
-                    info.width,
-                    info.height
-                ],
-            )
-            .map_err(other)?;
-            Ok(())
-        })
-        .await
+        let (id, path, info) = (source_id.to_owned(), path.to_owned(), info.clone());
+        self.with_conn(move |conn| write_recovered(conn, &id, &path, start_ms, &info))
+            .await
     }
+}
+
+/// Inserts or updates the `recovered` row of a file.
+fn write_recovered(
+    conn: &mut rusqlite::Connection,
+    source_id: &str,
+    path: &Path,
+    start_ms: i64,
+    info: &SegmentInfo,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO segments (source_id, start_ms, end_ms, path, bytes, codec, width, height, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'recovered')
+         ON CONFLICT (path) DO UPDATE SET end_ms = ?3, bytes = ?5, state = 'recovered'",
+        params![
+            source_id,
+            start_ms,
+            start_ms + info.duration_ms,
+            path.to_string_lossy(),
+            info.bytes as i64,
+            info.codec.name(),
+            info.width,
+            info.height
+        ],
+    )
+    .map_err(other)?;
+    Ok(())
 }
 
 /// What [`heal`] did.
@@ -354,52 +389,86 @@ pub struct Healed {
     pub recovered: usize,
     pub indexed: usize,
     pub forgotten: usize,
+    /// Streams no longer registered whose recordings were removed (a delete a crash cut short).
+    pub orphaned_streams: usize,
 }
 
 /// Makes the catalog match the disk, which is the truth: rows whose file is gone are removed, a segment left
 /// `writing` by a crash is cut after its last complete fragment and marked `recovered` with its real end, and
 /// files under `<recordings_dir>/<stream>/<start_ms>.mp4` without a row are measured and indexed. A file with
-/// nothing readable left is deleted with its row. Runs before any recorder starts.
-pub async fn heal(store: &Store, recordings_dir: &Path) -> anyhow::Result<Healed> {
-    let mut healed = Healed::default();
-    let rows = store.all_segments().await?;
+/// nothing readable left is deleted with its row. Recordings of streams that are no longer registered go (see
+/// `purge.rs`). Runs before any recorder starts, on a blocking thread: it is all file-system and SQLite work.
+pub async fn heal(
+    store: &Store,
+    recordings_dir: &Path,
+    exports_dir: &Path,
+) -> anyhow::Result<Healed> {
+    let store = store.clone();
+    let dirs = crate::purge::Dirs {
+        recordings: recordings_dir.to_owned(),
+        exports: exports_dir.to_owned(),
+    };
+    tokio::task::spawn_blocking(move || heal_blocking(&store, &dirs)).await?
+}
+
+fn heal_blocking(store: &Store, dirs: &crate::purge::Dirs) -> anyhow::Result<Healed> {
+    let mut healed = Healed {
+        orphaned_streams: crate::purge::orphans_blocking(store, dirs)?,
+        ..Healed::default()
+    };
+    let delete_row = |id: i64| {
+        store.with_conn_blocking(move |conn| {
+            conn.execute("DELETE FROM segments WHERE id = ?1", [id])
+                .map_err(other)
+        })
+    };
+    let rows = store.with_conn_blocking(|conn| {
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, start_ms, end_ms, path, bytes, codec, width, height, state, source_id
+                 FROM segments ORDER BY id",
+            )
+            .map_err(other)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(9)?, SegmentRow::read(r)?)))
+            .map_err(other)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(other)
+    })?;
     for (source_id, row) in &rows {
         let path = std::path::PathBuf::from(&row.path);
         if !path.exists() {
-            store.delete_segment(row.id).await?;
+            delete_row(row.id)?;
             healed.forgotten += 1;
             continue;
         }
         if row.state != "writing" {
             continue;
         }
-        let p = path.clone();
-        match tokio::task::spawn_blocking(move || dvr::recover::recover(&p)).await? {
+        match dvr::recover::recover(&path) {
             Ok(info) => {
-                store
-                    .segment_recovered(source_id, &path, row.start_ms, &info)
-                    .await?;
+                store.with_conn_blocking(|conn| {
+                    write_recovered(conn, source_id, &path, row.start_ms, &info)
+                })?;
                 healed.recovered += 1;
             }
             Err(e) => {
                 warn!(path = %path.display(), error = %e, "nothing recoverable in a crashed segment; removing it");
                 let _ = std::fs::remove_file(&path);
-                store.delete_segment(row.id).await?;
+                delete_row(row.id)?;
                 healed.forgotten += 1;
             }
         }
     }
     let known: std::collections::HashSet<String> = rows.into_iter().map(|(_, r)| r.path).collect();
-    for (source_id, path, start_ms) in segment_files(recordings_dir) {
+    for (source_id, path, start_ms) in segment_files(&dirs.recordings) {
         if known.contains(path.to_string_lossy().as_ref()) {
             continue;
         }
-        let p = path.clone();
-        match tokio::task::spawn_blocking(move || dvr::recover::recover(&p)).await? {
+        match dvr::recover::recover(&path) {
             Ok(info) => {
-                store
-                    .segment_recovered(&source_id, &path, start_ms, &info)
-                    .await?;
+                store.with_conn_blocking(|conn| {
+                    write_recovered(conn, &source_id, &path, start_ms, &info)
+                })?;
                 healed.indexed += 1;
             }
             Err(e) => {
@@ -408,6 +477,15 @@ pub async fn heal(store: &Store, recordings_dir: &Path) -> anyhow::Result<Healed
         }
     }
     Ok(healed)
+}
+
+/// Removes a file; one that is already gone is fine. Blocking.
+pub(crate) fn remove_file(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("deleting {}", path.display()))),
+    }
 }
 
 /// `(stream, path, start_ms)` of every `<dir>/<stream>/<start_ms>.mp4`; anything else is not ours and ignored.

@@ -4,7 +4,7 @@
 //! `--port N` / `PORT` is a shortcut for `--bind 0.0.0.0:N`. When both are given, the one from the stronger source
 //! wins (flag over environment); at the same level `--bind` wins. The file uses the same keys in snake_case
 //! (`bind`, `port`, `data_dir`, `max_sessions`, `max_streams`, `mtu`, `watchdog_secs`, `segment_secs`,
-//! `record_min_free_mb`, `gop_cache`, `wsc_udp_port`,
+//! `record_min_free_mb`, `max_exports`, `gop_cache`, `wsc_udp_port`,
 //! `admin_token` (also read as `api_token`, its old name), `tls_cert`, `tls_key`,
 //! `demo`, and the `webrtc_*` keys) and refuses unknown ones, so a typo fails start-up instead of being ignored.
 
@@ -57,6 +57,9 @@ struct Cli {
     /// [default: 1024]
     #[arg(long, env = "RECORD_MIN_FREE_MB")]
     record_min_free_mb: Option<u64>,
+    /// Recording exports built at once; more get 503 `too_many_exports` [default: 2]
+    #[arg(long, env = "MAX_EXPORTS")]
+    max_exports: Option<usize>,
     /// Start new viewers from the cached GOP; false makes them wait for the camera's next keyframe, as servers
     /// without a GOP cache do (for comparisons) [default: true]
     #[arg(long, env = "GOP_CACHE", value_name = "BOOL")]
@@ -118,6 +121,7 @@ struct FileConfig {
     watchdog_secs: Option<u64>,
     segment_secs: Option<u64>,
     record_min_free_mb: Option<u64>,
+    max_exports: Option<usize>,
     gop_cache: Option<bool>,
     wsc_udp_port: Option<u16>,
     webrtc_ice_servers: Option<Vec<String>>,
@@ -160,6 +164,8 @@ pub struct Config {
     pub segment_secs: u64,
     /// Free space kept on the recordings filesystem, in MiB.
     pub record_min_free_mb: u64,
+    /// Recording exports built at once.
+    pub max_exports: usize,
     /// New viewers start from the cached GOP.
     pub gop_cache: bool,
     /// UDP port of WSC-RTP media (on the HTTP bind address); 0 picks a free one.
@@ -186,6 +192,7 @@ impl Default for Config {
             watchdog_secs: 10,
             segment_secs: 60,
             record_min_free_mb: 1024,
+            max_exports: 2,
             gop_cache: true,
             wsc_udp_port: 8010,
             webrtc: WebRtcConfig::default(),
@@ -208,6 +215,7 @@ impl fmt::Debug for Config {
             .field("watchdog_secs", &self.watchdog_secs)
             .field("segment_secs", &self.segment_secs)
             .field("record_min_free_mb", &self.record_min_free_mb)
+            .field("max_exports", &self.max_exports)
             .field("gop_cache", &self.gop_cache)
             .field("wsc_udp_port", &self.wsc_udp_port)
             .field("webrtc", &self.webrtc)
@@ -273,6 +281,10 @@ impl Config {
                 .record_min_free_mb
                 .or(file.record_min_free_mb)
                 .unwrap_or(d.record_min_free_mb),
+            max_exports: cli
+                .max_exports
+                .or(file.max_exports)
+                .unwrap_or(d.max_exports),
             gop_cache: cli.gop_cache.or(file.gop_cache).unwrap_or(d.gop_cache),
             wsc_udp_port: cli
                 .wsc_udp_port

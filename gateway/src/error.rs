@@ -94,6 +94,9 @@ pub enum AppError {
     /// The gateway cannot take the request now, for example while shutting down (503).
     #[error("{0}")]
     Unavailable(String),
+    /// `MAX_EXPORTS` recording exports are being built (503, with `Retry-After`).
+    #[error("{0}")]
+    TooManyExports(String),
     /// A bug or an I/O failure (500). The detail goes to the log only.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -126,6 +129,7 @@ impl AppError {
             AppError::LimitReached(_) => (StatusCode::TOO_MANY_REQUESTS, "limit_reached"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::TooManySessions(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_many_sessions"),
+            AppError::TooManyExports(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_many_exports"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -159,7 +163,7 @@ impl IntoResponse for AppError {
         if status == StatusCode::UNAUTHORIZED {
             return (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
         }
-        if matches!(self, AppError::NotReady(_)) {
+        if matches!(self, AppError::NotReady(_) | AppError::TooManyExports(_)) {
             return (status, [(header::RETRY_AFTER, NOT_READY_RETRY_SECS)], body).into_response();
         }
         (status, body).into_response()

@@ -10,7 +10,9 @@ pub mod catalog;
 pub mod config;
 pub mod definition;
 pub mod error;
+pub mod exports;
 pub mod playback;
+pub mod purge;
 pub mod recordings_api;
 pub mod registry;
 pub mod retention;
@@ -54,6 +56,8 @@ pub struct AppState {
     pub controls: Arc<session_control::SessionControls>,
     /// Who may call what: the admin token and the viewer-token key.
     pub access: Arc<access::Access>,
+    /// Recording exports: the cache and the limit on builds at once.
+    pub exports: Arc<exports::Exports>,
 }
 
 /// The whole HTTP surface: the management API and the viewer API (each handler declares its access rule with an

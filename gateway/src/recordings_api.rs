@@ -6,12 +6,15 @@
 //! Access (when an admin token is set): listing needs a viewer token of the stream with the DVR right, an export
 //! one with the export right (either may come as `?token=`, for `<video>` and download URLs), deleting the admin.
 //!
-//! An export is built once into `<data_dir>/exports/` (named by stream, range and the segments it read) and
-//! served from there with `Accept-Ranges`, so players can seek and a repeated download costs nothing; exports
-//! older than an hour are removed.
+//! An export is built once into `<data_dir>/exports/<stream>/` (named by range and the segments it read) and
+//! served from there with `Accept-Ranges`, so players can seek and a repeated download costs nothing. At most
+//! `max_exports` are built at once (503 `too_many_exports` beyond); each builds under a temporary name of its own
+//! and is renamed when complete, so identical requests at the same moment never share a file. Retention removes
+//! exports after an hour, or sooner under the free-space floor (`exports.rs`).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use api_models::{ErrorBody, RecordedRange, Recordings};
 use axum::extract::{Query, State};
@@ -77,8 +80,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Longest range one export may cover.
 const MAX_EXPORT_MS: i64 = 6 * 3600 * 1000;
-/// Exports are kept this long for repeated and ranged downloads.
-const EXPORT_KEEP: Duration = Duration::from_secs(3600);
 
 /// One MP4 of a recorded range: from the keyframe at or before `start` to `end`, finished segments only.
 #[utoipa::path(
@@ -99,7 +100,9 @@ const EXPORT_KEEP: Duration = Duration::from_secs(3600);
             body = ErrorBody),
         (status = 422, description = "The range crosses a change of codec or size; export the parts apart",
             body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody)
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "`too_many_exports`: `max_exports` exports are being built; retry after \
+            `Retry-After` seconds", body = ErrorBody)
     )
 )]
 async fn export_recording(
@@ -154,10 +157,10 @@ async fn export_recording(
         )));
     }
     let codec = crate::catalog::row_codec(&first.codec);
-    let dir = state.config.data_dir.join("exports");
+    let dir = state.exports.stream_dir(&source_id);
     let last = rows.last().expect("not empty");
     let name = format!(
-        "{source_id}-{start}-{end}-{}-{}-{}.mp4",
+        "{start}-{end}-{}-{}-{}.mp4",
         rows.len(),
         last.id,
         last.bytes
@@ -171,26 +174,29 @@ async fn export_recording(
         })
         .collect();
     let target = file.clone();
-    let exported = tokio::task::spawn_blocking(move || -> Result<(i64, i64), ExportError> {
-        std::fs::create_dir_all(&dir)?;
-        remove_old_exports(&dir);
-        let meta = target.with_extension("range");
-        if let (true, Ok(text)) = (target.exists(), std::fs::read_to_string(&meta)) {
-            if let Some((a, b)) = text.split_once(' ') {
-                if let (Ok(a), Ok(b)) = (a.parse(), b.trim().parse()) {
-                    return Ok((a, b));
-                }
-            }
+    let cached = tokio::task::spawn_blocking(move || cached_range(&target))
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
+    let exported = match cached {
+        Some(range) => Ok(range),
+        None => {
+            let Some(permit) = state.exports.try_start() else {
+                return Err(AppError::TooManyExports(format!(
+                    "{} exports are being built; try again shortly",
+                    state.exports.max()
+                )));
+            };
+            let target = file.clone();
+            // The permit and the build live on the blocking thread: a client that goes away neither frees the
+            // place early nor leaves a file half-built under the final name.
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                build(&parts, codec, start, end, &dir, &target)
+            })
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?
         }
-        // Written under a temporary name and renamed, so a half-built file is never served.
-        let partial = target.with_extension("partial");
-        let done = export(&parts, codec, start, end, &partial)?;
-        std::fs::rename(&partial, &target)?;
-        std::fs::write(&meta, format!("{} {}", done.start_ms, done.end_ms))?;
-        Ok((done.start_ms, done.end_ms))
-    })
-    .await
-    .map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
+    };
     let (real_start, real_end) = match exported {
         Ok(r) => r,
         Err(ExportError::Empty) => {
@@ -281,22 +287,38 @@ async fn delete_recordings(
     Ok(Json(api_models::DeletedRecordings { segments, bytes }))
 }
 
-/// Deletes exports older than [`EXPORT_KEEP`].
-fn remove_old_exports(dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > EXPORT_KEEP);
-        if old {
-            let _ = std::fs::remove_file(e.path());
+/// The instants a finished export covers, if `target` was built before. Blocking.
+fn cached_range(target: &std::path::Path) -> Option<(i64, i64)> {
+    let text = std::fs::read_to_string(target.with_extension("range")).ok()?;
+    let (a, b) = text.split_once(' ')?;
+    let range = (a.parse().ok()?, b.trim().parse().ok()?);
+    target.exists().then_some(range)
+}
+
+/// Builds an export into a file of its own and renames it (and its `.range`) into place. Blocking.
+fn build(
+    parts: &[ExportPart],
+    codec: sources::Codec,
+    start: i64,
+    end: i64,
+    dir: &std::path::Path,
+    target: &std::path::Path,
+) -> Result<(i64, i64), ExportError> {
+    std::fs::create_dir_all(dir)?;
+    let partial = crate::exports::partial_path(target);
+    let done = match export(parts, codec, start, end, &partial) {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
         }
-    }
+    };
+    // The range first: whoever sees the MP4 under its final name finds its range beside it.
+    let range = crate::exports::partial_path(&target.with_extension("range"));
+    std::fs::write(&range, format!("{} {}", done.start_ms, done.end_ms))?;
+    std::fs::rename(&range, target.with_extension("range"))?;
+    std::fs::rename(&partial, target)?;
+    Ok((done.start_ms, done.end_ms))
 }
 
 /// The stream's recorded ranges in a time window, with their segments.
@@ -342,6 +364,7 @@ async fn list_recordings(
             end_ms: r.end_ms.unwrap_or(now),
         })
         .collect();
+    let by_id: HashMap<i64, &SegmentRow> = rows.iter().map(|r| (r.id, r)).collect();
     let ranges = recorded_ranges(&spans, start, end)
         .into_iter()
         .map(|r| RecordedRange {
@@ -350,7 +373,7 @@ async fn list_recordings(
             segments: r
                 .segments
                 .iter()
-                .filter_map(|id| rows.iter().find(|row| row.id == *id))
+                .filter_map(|id| by_id.get(id))
                 .map(|row| row.view(now))
                 .collect(),
         })

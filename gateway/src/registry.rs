@@ -9,8 +9,17 @@
 //! assignments, never across an `.await` (take what is needed out, drop the guard, then await). Two management
 //! calls on the same stream never interleave: each marks the stream busy, and a second call meanwhile gets
 //! [`RegistryError::Busy`] (409) instead of waiting.
+//!
+//! Cancellation: `create`, `patch` and `delete` run as their own tokio task and the caller awaits its handle, so a
+//! client that disconnects mid-call (hyper then drops the handler's future) cannot cut a change half-way — leave a
+//! stream whose old ingest was stopped and new one never started, or a deleted stream whose hub stays open. The
+//! change finishes; only its answer is lost.
+//!
+//! Deleting a stream deletes its recordings (files, catalog rows, cached exports): a stream created later with the
+//! same id starts with none (`purge.rs`, decision 0008).
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -78,6 +87,8 @@ pub struct RegistryOptions {
     pub gop_cache: bool,
     /// Recordings go under `<recordings_dir>/<source_id>/`.
     pub recordings_dir: PathBuf,
+    /// Exports are cached under `<exports_dir>/<source_id>/`.
+    pub exports_dir: PathBuf,
     pub segmenter: SegmenterOptions,
     /// Woken when a segment is finished.
     pub retention: RetentionTrigger,
@@ -188,8 +199,31 @@ impl StreamRegistry {
         Ok(n)
     }
 
-    /// Registers, persists and starts a stream.
-    pub async fn create(&self, req: CreateStream) -> Result<StreamView, RegistryError> {
+    /// Registers, persists and starts a stream. Runs to the end even if the caller's future is dropped.
+    pub async fn create(self: &Arc<Self>, req: CreateStream) -> Result<StreamView, RegistryError> {
+        let this = self.clone();
+        run_detached(async move { this.create_now(req).await }).await
+    }
+
+    /// Changes a stream; restarts its ingest (on the same hub) when inputs, credentials or timings change. Runs to
+    /// the end even if the caller's future is dropped.
+    pub async fn patch(
+        self: &Arc<Self>,
+        id: &str,
+        patch: PatchStream,
+    ) -> Result<StreamView, RegistryError> {
+        let (this, id) = (self.clone(), id.to_owned());
+        run_detached(async move { this.patch_now(&id, patch).await }).await
+    }
+
+    /// Stops a stream, closes its hub (viewers are told the stream ended), deletes its recordings and forgets it.
+    /// Runs to the end even if the caller's future is dropped.
+    pub async fn delete(self: &Arc<Self>, id: &str) -> Result<(), RegistryError> {
+        let (this, id) = (self.clone(), id.to_owned());
+        run_detached(async move { this.delete_now(&id).await }).await
+    }
+
+    async fn create_now(&self, req: CreateStream) -> Result<StreamView, RegistryError> {
         self.check_open()?;
         let def = StreamDefinition::from_create(req, now_ms())?;
         let id = def.source_id.clone();
@@ -210,6 +244,10 @@ impl StreamRegistry {
             entry.hub.close();
             return Err(e.into());
         }
+        // Whatever an earlier stream of this id left (a delete cut short by a crash) is not this stream's.
+        if let Err(e) = crate::purge::recordings(&self.store, &self.purge_dirs(), &id).await {
+            warn!(source_id = %id, error = format!("{e:#}"), "recordings of an earlier stream with this id not removed");
+        }
         if self.check_open().is_ok() {
             self.start_ingest(&entry, &def);
             self.start_recorder(&entry, &def);
@@ -219,8 +257,7 @@ impl StreamRegistry {
         Ok(entry.view())
     }
 
-    /// Changes a stream; restarts its ingest (on the same hub) when inputs, credentials or timings change.
-    pub async fn patch(&self, id: &str, patch: PatchStream) -> Result<StreamView, RegistryError> {
+    async fn patch_now(&self, id: &str, patch: PatchStream) -> Result<StreamView, RegistryError> {
         self.check_open()?;
         let entry = self.entry(id)?;
         let busy = entry.try_busy()?;
@@ -256,8 +293,7 @@ impl StreamRegistry {
         Ok(entry.view())
     }
 
-    /// Stops a stream, closes its hub (viewers are told the stream ended) and forgets it.
-    pub async fn delete(&self, id: &str) -> Result<(), RegistryError> {
+    async fn delete_now(&self, id: &str) -> Result<(), RegistryError> {
         self.check_open()?;
         let entry = self.entry(id)?;
         let busy = entry.try_busy()?;
@@ -265,13 +301,20 @@ impl StreamRegistry {
             Ok(()) | Err(StoreError::Missing(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        self.remove_if_same(id, &entry);
         let ingest = entry.live.lock().ingest.take();
         if let Some(ingest) = ingest {
             ingest.stop().await;
         }
         stop_recorder(&entry).await;
         entry.hub.close();
+        // After the recorder stopped, so no file is written into the directory being removed.
+        if let Err(e) = crate::purge::recordings(&self.store, &self.purge_dirs(), id).await {
+            warn!(source_id = %id, error = format!("{e:#}"), "recordings of the deleted stream not all removed; \
+                the next start removes the rest");
+        }
+        // Last, so a create of the same id meanwhile gets 409 instead of recording into the directory being
+        // removed.
+        self.remove_if_same(id, &entry);
         drop(busy);
         info!(source_id = %id, "deleted stream");
         Ok(())
@@ -309,11 +352,11 @@ impl StreamRegistry {
 
     /// After segments of a stream were deleted (retention, by hand): its recording status from what is left.
     pub async fn refresh_recorded_totals(&self, id: &str) -> Result<(), StoreError> {
-        let left = self.store.segments(id, i64::MIN, i64::MAX).await?;
+        let (bytes, oldest, _) = self.store.recorded_totals(id).await?;
         if let Some(e) = self.streams.lock().get(id).cloned() {
             let mut s = e.recording.lock();
-            s.bytes = left.iter().map(|r| r.bytes).sum();
-            s.oldest_ms = left.iter().map(|r| r.start_ms).min();
+            s.bytes = bytes;
+            s.oldest_ms = oldest;
         }
         Ok(())
     }
@@ -364,6 +407,13 @@ impl StreamRegistry {
     /// True once shutdown has begun.
     pub fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
+    }
+
+    fn purge_dirs(&self) -> crate::purge::Dirs {
+        crate::purge::Dirs {
+            recordings: self.options.recordings_dir.clone(),
+            exports: self.options.exports_dir.clone(),
+        }
     }
 
     fn check_open(&self) -> Result<(), RegistryError> {
@@ -435,6 +485,7 @@ impl StreamRegistry {
                 dir: self.options.recordings_dir.join(&def.source_id),
                 segmenter: self.options.segmenter,
                 fragment_ms: FRAGMENT_MS,
+                max_queued_bytes: dvr::recorder::DEFAULT_MAX_QUEUED_BYTES,
             },
             tx,
         );
@@ -454,7 +505,19 @@ impl StreamRegistry {
     }
 }
 
-/// `label=url(priority)` list for logs; URLs here never carry credentials.
+/// Runs a management change as its own task and waits for it: dropping the waiting future leaves the change
+/// running to its end. A panic in the change is passed on; a task cancelled by the runtime shutting down is
+/// reported as such.
+async fn run_detached<T: Send + 'static>(
+    change: impl Future<Output = Result<T, RegistryError>> + Send + 'static,
+) -> Result<T, RegistryError> {
+    match tokio::spawn(change).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(RegistryError::ShuttingDown),
+    }
+}
+
 /// Stops the entry's recorder, if any, once its open segment is finalized.
 async fn stop_recorder(entry: &Entry) {
     let recorder = entry.live.lock().recorder.take();
@@ -464,6 +527,7 @@ async fn stop_recorder(entry: &Entry) {
     entry.recording.lock().active = false;
 }
 
+/// `label=url(priority)` list for logs; URLs here never carry credentials.
 fn describe_inputs(def: &StreamDefinition) -> String {
     def.inputs
         .iter()

@@ -1,24 +1,35 @@
 //! The retention edge: applies `dvr::retention::plan` to the catalog, each stream's limits and the recordings
 //! filesystem's free space, deleting files first and then their rows (a row without a file is healed away at the
-//! next start; a file without a row would be indexed back, so that order loses nothing but space).
+//! next start; a file without a row would be indexed back, so that order loses nothing but space). Exports are
+//! counted too: expired ones go every pass, and under the free-space floor all of them go before any recording
+//! (`exports.rs`).
 //!
 //! It runs whenever a recorder finishes a segment (the only time usage grows) and once a minute for age limits.
+//! A pass is one blocking task (SQLite, `statvfs`, file deletion), and reads the catalog through its indexes: per
+//! stream a sum of bytes, then only the oldest segments, page by page, until the plan keeps one. Its cost grows
+//! with what it deletes, not with how much is recorded.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dvr::retention::{plan, Disk, StoredSegment};
+use dvr::retention::{plan, Disk, StoredSegment, StreamLimits};
+use rusqlite::params;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::exports::{sweep, EXPORT_KEEP};
+use crate::purge::Dirs;
 use crate::registry::StreamRegistry;
-use crate::store::Store;
+use crate::store::{other, Store, StoreError};
 
 /// Age limits are checked at least this often.
 const PERIOD: Duration = Duration::from_secs(60);
+/// Rows read per query of an oldest-first walk.
+pub const PAGE: i64 = 64;
 
 /// Wakes the retention task; recorders poke it when a segment is finished.
 #[derive(Clone, Debug, Default)]
@@ -30,19 +41,35 @@ impl RetentionTrigger {
     }
 }
 
+/// What one pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Recorded segments deleted.
+    pub deleted: usize,
+    /// Catalog rows the oldest-first walks read (the per-stream sums aside).
+    pub rows_read: u64,
+    /// Export files removed, and their bytes.
+    pub exports_removed: usize,
+    pub export_bytes: u64,
+}
+
 /// Runs retention until `stop`.
 pub async fn run(
     store: Store,
     registry: Arc<StreamRegistry>,
-    recordings_dir: PathBuf,
+    dirs: Dirs,
     floor_bytes: u64,
     trigger: RetentionTrigger,
     stop: CancellationToken,
 ) {
     loop {
-        match run_once(&store, &registry, &recordings_dir, floor_bytes).await {
-            Ok(0) => {}
-            Ok(n) => info!(deleted = n, "retention deleted recorded segments"),
+        match run_once(&store, &registry, &dirs, floor_bytes).await {
+            Ok(p) if p.deleted == 0 && p.exports_removed == 0 => {}
+            Ok(p) => info!(
+                deleted = p.deleted,
+                exports = p.exports_removed,
+                "retention deleted recorded segments and exports"
+            ),
             Err(e) => warn!(error = format!("{e:#}"), "retention failed"),
         }
         tokio::select! {
@@ -53,61 +80,223 @@ pub async fn run(
     }
 }
 
-/// One pass: plans and deletes. Returns how many segments went.
+/// One pass with the registry's limits; afterwards the touched streams' recording totals are refreshed.
 pub async fn run_once(
     store: &Store,
     registry: &StreamRegistry,
-    recordings_dir: &Path,
+    dirs: &Dirs,
     floor_bytes: u64,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Pass> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let rows = store.all_segments().await?;
-    let segments: Vec<StoredSegment> = rows
-        .iter()
-        .map(|(stream, r)| StoredSegment {
-            id: r.id,
-            stream: stream.clone(),
-            start_ms: r.start_ms,
-            end_ms: r.end_ms.unwrap_or(now),
-            // A segment being written is counted at its size on disk now.
-            bytes: if r.state == "writing" {
-                std::fs::metadata(&r.path).map_or(0, |m| m.len())
-            } else {
-                r.bytes
-            },
-            writing: r.state == "writing",
-        })
-        .collect();
-    let limits = registry.retention_limits();
-    let dir = recordings_dir.to_owned();
-    let free_bytes = tokio::task::spawn_blocking(move || free_space(&dir)).await??;
+    let (pass, touched) = pass(store, registry.retention_limits(), dirs, floor_bytes, now).await?;
+    for stream in &touched {
+        registry.refresh_recorded_totals(stream).await?;
+    }
+    Ok(pass)
+}
+
+/// One pass: plans with `limits` at `now_ms`, deletes, and says which streams lost segments.
+pub async fn pass(
+    store: &Store,
+    limits: HashMap<String, StreamLimits>,
+    dirs: &Dirs,
+    floor_bytes: u64,
+    now_ms: i64,
+) -> anyhow::Result<(Pass, HashSet<String>)> {
+    let (store, dirs) = (store.clone(), dirs.clone());
+    tokio::task::spawn_blocking(move || pass_blocking(&store, &limits, &dirs, floor_bytes, now_ms))
+        .await?
+}
+
+fn pass_blocking(
+    store: &Store,
+    limits: &HashMap<String, StreamLimits>,
+    dirs: &Dirs,
+    floor_bytes: u64,
+    now_ms: i64,
+) -> anyhow::Result<(Pass, HashSet<String>)> {
+    let usage = usage(store)?;
+    let mut free_bytes = free_space(&dirs.recordings)?;
+    let swept = sweep(
+        &dirs.exports,
+        EXPORT_KEEP,
+        floor_bytes.saturating_sub(free_bytes),
+    );
+    free_bytes += swept.bytes;
+    let rows_read = Cell::new(0u64);
+    let failure: RefCell<Option<StoreError>> = RefCell::new(None);
+    // Path and stream of every row the walks read: the plan names ids, the deleter needs files.
+    let seen: RefCell<HashMap<i64, (String, String)>> = RefCell::new(HashMap::new());
     let doomed = plan(
-        &segments,
-        &limits,
+        &usage,
+        limits,
         Disk {
             free_bytes,
             floor_bytes,
         },
-        now,
+        now_ms,
+        |stream| OldestFirst {
+            store,
+            stream: stream.map(str::to_owned),
+            after: (i64::MIN, i64::MIN, i64::MIN),
+            page: VecDeque::new(),
+            done: false,
+            rows_read: &rows_read,
+            failure: &failure,
+            seen: &seen,
+        },
     );
-    let mut touched: HashMap<&str, ()> = HashMap::new();
+    if let Some(e) = failure.into_inner() {
+        return Err(e.into());
+    }
+    let seen = seen.into_inner();
+    let mut touched = HashSet::new();
+    let mut gone = Vec::with_capacity(doomed.len());
     for (id, reason) in &doomed {
-        let Some((stream, row)) = rows.iter().find(|(_, r)| r.id == *id) else {
+        let Some((stream, path)) = seen.get(id) else {
             continue;
         };
-        if let Err(e) = store.delete_recorded(row).await {
+        if let Err(e) = crate::catalog::remove_file(Path::new(path)) {
             warn!(error = format!("{e:#}"), "cannot delete a recorded segment");
             continue;
         }
-        tracing::debug!(stream = %stream, path = %row.path, ?reason, "segment deleted by retention");
-        touched.insert(stream.as_str(), ());
+        tracing::debug!(stream = %stream, path = %path, ?reason, "segment deleted by retention");
+        touched.insert(stream.clone());
+        gone.push(*id);
     }
-    for stream in touched.keys() {
-        registry.refresh_recorded_totals(stream).await?;
+    store.with_conn_blocking(|conn| {
+        let tx = conn.transaction().map_err(other)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("DELETE FROM segments WHERE id = ?1")
+                .map_err(other)?;
+            for id in &gone {
+                stmt.execute([id]).map_err(other)?;
+            }
+        }
+        tx.commit().map_err(other)
+    })?;
+    Ok((
+        Pass {
+            deleted: gone.len(),
+            rows_read: rows_read.get(),
+            exports_removed: swept.files,
+            export_bytes: swept.bytes,
+        },
+        touched,
+    ))
+}
+
+/// Each stream's bytes on disk: finished segments from the catalog, the one being written at its size now.
+fn usage(store: &Store) -> Result<HashMap<String, u64>, StoreError> {
+    let (mut usage, writing) = store.with_conn_blocking(|conn| {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT source_id, SUM(bytes) FROM segments WHERE state != 'writing' GROUP BY source_id",
+            )
+            .map_err(other)?;
+        let usage = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(other)?
+            .collect::<Result<HashMap<_, _>, _>>()
+            .map_err(other)?;
+        let mut stmt = conn
+            .prepare_cached("SELECT source_id, path FROM segments WHERE state = 'writing'")
+            .map_err(other)?;
+        let writing = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(other)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(other)?;
+        Ok((usage, writing))
+    })?;
+    for (stream, path) in writing {
+        *usage.entry(stream).or_default() += std::fs::metadata(&path).map_or(0, |m| m.len());
     }
-    Ok(doomed.len())
+    Ok(usage)
+}
+
+/// Finished segments oldest first by `(end_ms, start_ms, id)`, of one stream or all, read a page at a time
+/// through the `segments_by_stream_end` / `segments_by_end` indexes. A failed query ends the walk and is kept in
+/// `failure`.
+struct OldestFirst<'a> {
+    store: &'a Store,
+    stream: Option<String>,
+    after: (i64, i64, i64),
+    page: VecDeque<StoredSegment>,
+    done: bool,
+    rows_read: &'a Cell<u64>,
+    failure: &'a RefCell<Option<StoreError>>,
+    seen: &'a RefCell<HashMap<i64, (String, String)>>,
+}
+
+impl OldestFirst<'_> {
+    fn fetch(&mut self) -> Result<(), StoreError> {
+        let (stream, (end, start, id)) = (self.stream.clone(), self.after);
+        let rows: Vec<(StoredSegment, String)> = self.store.with_conn_blocking(|conn| {
+            let read = |r: &rusqlite::Row<'_>| {
+                Ok((
+                    StoredSegment {
+                        id: r.get(0)?,
+                        stream: r.get(1)?,
+                        start_ms: r.get(2)?,
+                        end_ms: r.get(3)?,
+                        bytes: r.get::<_, i64>(4)? as u64,
+                        writing: false,
+                    },
+                    r.get::<_, String>(5)?,
+                ))
+            };
+            let rows = match &stream {
+                Some(s) => conn
+                    .prepare_cached(
+                        "SELECT id, source_id, start_ms, end_ms, bytes, path FROM segments
+                         WHERE source_id = ?1 AND state != 'writing' AND (end_ms, start_ms, id) > (?2, ?3, ?4)
+                         ORDER BY end_ms, start_ms, id LIMIT ?5",
+                    )
+                    .map_err(other)?
+                    .query_map(params![s, end, start, id, PAGE], read)
+                    .map_err(other)?
+                    .collect::<Result<Vec<_>, _>>(),
+                None => conn
+                    .prepare_cached(
+                        "SELECT id, source_id, start_ms, end_ms, bytes, path FROM segments
+                         WHERE state != 'writing' AND (end_ms, start_ms, id) > (?1, ?2, ?3)
+                         ORDER BY end_ms, start_ms, id LIMIT ?4",
+                    )
+                    .map_err(other)?
+                    .query_map(params![end, start, id, PAGE], read)
+                    .map_err(other)?
+                    .collect::<Result<Vec<_>, _>>(),
+            };
+            rows.map_err(other)
+        })?;
+        self.done = (rows.len() as i64) < PAGE;
+        self.rows_read.set(self.rows_read.get() + rows.len() as u64);
+        let mut seen = self.seen.borrow_mut();
+        for (s, path) in rows {
+            self.after = (s.end_ms, s.start_ms, s.id);
+            seen.insert(s.id, (s.stream.clone(), path));
+            self.page.push_back(s);
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for OldestFirst<'_> {
+    type Item = StoredSegment;
+
+    fn next(&mut self) -> Option<StoredSegment> {
+        if self.page.is_empty() && !self.done {
+            if let Err(e) = self.fetch() {
+                self.done = true;
+                *self.failure.borrow_mut() = Some(e);
+            }
+        }
+        self.page.pop_front()
+    }
 }
 
 /// Bytes available to an unprivileged writer on the filesystem holding `dir` (created if missing).

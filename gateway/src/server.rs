@@ -42,6 +42,7 @@ pub struct Gateway {
     wsc: Arc<WscService>,
     webrtc: Arc<WebRtcService>,
     viewers: Arc<ViewerBudget>,
+    exports: Arc<crate::exports::Exports>,
     stop_http: CancellationToken,
     stop_retention: CancellationToken,
     http: JoinHandle<std::io::Result<()>>,
@@ -95,7 +96,11 @@ impl Gateway {
         );
         let retention_trigger = RetentionTrigger::default();
         let recordings_dir = config.data_dir.join("recordings");
-        let healed = crate::catalog::heal(&store, &recordings_dir)
+        let exports = Arc::new(crate::exports::Exports::new(
+            config.data_dir.join("exports"),
+            config.max_exports,
+        ));
+        let healed = crate::catalog::heal(&store, &recordings_dir, exports.dir())
             .await
             .context("healing the recordings catalog")?;
         if healed != Default::default() {
@@ -109,6 +114,7 @@ impl Gateway {
                 mtu: config.mtu,
                 gop_cache: config.gop_cache,
                 recordings_dir: recordings_dir.clone(),
+                exports_dir: exports.dir().to_owned(),
                 retention: retention_trigger.clone(),
                 segmenter: SegmenterOptions {
                     segment_ms: config.segment_secs as i64 * 1000,
@@ -121,7 +127,10 @@ impl Gateway {
         tokio::spawn(crate::retention::run(
             registry.store().clone(),
             registry.clone(),
-            recordings_dir,
+            crate::purge::Dirs {
+                recordings: recordings_dir,
+                exports: exports.dir().to_owned(),
+            },
             config.record_min_free_mb.saturating_mul(1 << 20),
             retention_trigger,
             stop_retention.clone(),
@@ -150,6 +159,7 @@ impl Gateway {
             playback,
             controls,
             access: Arc::new(access),
+            exports: exports.clone(),
         };
         let stop_http = CancellationToken::new();
         let stopped = stop_http.clone().cancelled_owned();
@@ -172,6 +182,7 @@ impl Gateway {
             wsc,
             webrtc,
             viewers,
+            exports,
             stop_http,
             stop_retention,
             http,
@@ -214,6 +225,11 @@ impl Gateway {
     /// Viewer sessions of every kind.
     pub fn viewers(&self) -> &Arc<ViewerBudget> {
         &self.viewers
+    }
+
+    /// Recording exports: the cache and the limit on builds at once.
+    pub fn exports(&self) -> &Arc<crate::exports::Exports> {
+        &self.exports
     }
 
     /// The stream registry (for consumers wired in-process).
@@ -263,7 +279,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
 }
 
 /// Registers the test-pattern stream `demo` unless a stream with that id exists.
-async fn ensure_demo(registry: &StreamRegistry) -> anyhow::Result<()> {
+async fn ensure_demo(registry: &Arc<StreamRegistry>) -> anyhow::Result<()> {
     if registry.get(DEMO_SOURCE_ID).is_ok() {
         return Ok(());
     }

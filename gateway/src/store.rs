@@ -8,8 +8,10 @@
 //! - `stream_credentials(source_id TEXT PRIMARY KEY REFERENCES streams ON DELETE CASCADE, username, password)`:
 //!   credentials live apart from URLs, so a dump of `streams` leaks nothing.
 //! - `segments(id, source_id, start_ms, end_ms /* NULL while writing */, path UNIQUE, bytes, codec, width, height,
-//!   state /* writing|complete|recovered */)`, indexed by `(source_id, start_ms)`: the recordings catalog
-//!   (`catalog.rs`). Rows are not tied to `streams`: recordings outlive a deleted stream until retention.
+//!   state /* writing|complete|recovered */)`, indexed by `(source_id, start_ms)` (ranges, playback), by
+//!   `(source_id, end_ms, start_ms)` and `(end_ms, start_ms)` (retention's oldest-first walks) and by `state` for
+//!   the rows being written: the recordings catalog (`catalog.rs`). Deleting a stream deletes its rows with its
+//!   files (`purge.rs`); no foreign key, since the files go first.
 //!
 //! One connection behind a `std::sync::Mutex`, locked only inside `spawn_blocking`: SQLite calls never block the
 //! async runtime's threads.
@@ -61,6 +63,13 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE streams ADD COLUMN retention_max_age_secs INTEGER;
     ALTER TABLE streams ADD COLUMN retention_max_bytes INTEGER;
+"#,
+    // Retention walks segments oldest first (by end) per stream and across streams, and finds the ones being
+    // written, without reading the rest.
+    r#"
+    CREATE INDEX segments_by_stream_end ON segments (source_id, end_ms, start_ms);
+    CREATE INDEX segments_by_end ON segments (end_ms, start_ms);
+    CREATE INDEX segments_writing ON segments (state) WHERE state = 'writing';
 "#,
 ];
 

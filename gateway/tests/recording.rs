@@ -328,8 +328,9 @@ async fn retention_keeps_a_stream_under_its_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_disk_floor_frees_space_but_never_the_segment_being_written() {
-    // A floor no disk meets: every finished segment must go, and recording must go on regardless.
-    let (_fixture, gw, _dir) = common::gateway_with_camera_and(
+    // A floor no disk meets: every finished segment must go (cached exports too), and recording must go on
+    // regardless.
+    let (_fixture, gw, dir) = common::gateway_with_camera_and(
         FixtureOptions {
             gop: 25,
             ..Default::default()
@@ -341,13 +342,17 @@ async fn the_disk_floor_frees_space_but_never_the_segment_being_written() {
     )
     .await;
     let base = gw.base_url();
+    // A cached export (as an earlier download left it): under the floor it goes like the recordings.
+    let export = dir.path().join("exports/cam/1-2-3-4-5.mp4");
+    std::fs::create_dir_all(export.parent().unwrap()).unwrap();
+    std::fs::write(&export, [0u8; 4096]).unwrap();
     let r = patch_cam(&base, json!({"should_record": true})).await;
     assert_eq!(r.status(), 200);
     tokio::time::sleep(Duration::from_secs(4)).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let segs = recordings(&base).await;
-        if segs.len() == 1 && segs[0]["state"] == "writing" {
+        if segs.len() == 1 && segs[0]["state"] == "writing" && !export.exists() {
             break;
         }
         assert!(

@@ -6,6 +6,7 @@ pub mod dvr_load;
 pub mod dvr_switch;
 pub mod ingest;
 pub mod latency;
+pub mod retention;
 pub mod soak;
 pub mod ttff;
 pub mod webrtc_fanout;
