@@ -70,12 +70,6 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     };
     // Removed, recording and all, when the scenario ends however it ends.
     let dir = tempfile::tempdir()?;
-    let end_ms = now_ms() - ENDS_BEFORE_NOW.as_millis() as i64;
-    let data_dir: PathBuf = dir.path().to_owned();
-    let rec =
-        tokio::task::spawn_blocking(move || dvr_recording::write(&data_dir, STREAM, plan, end_ms))
-            .await??;
-    eprintln!("gateway-bench: {}", rec.describe());
     // The live camera: the same size, rate and GOP as the recording, an incompressible picture so the encoder
     // really sends its bit rate (the recording's test pattern may come out below it: each row says what arrived).
     let cam = RtspFixture::start(FixtureOptions {
@@ -87,8 +81,18 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         pattern: "snow",
         ..Default::default()
     })?;
+    // The stream exists before its recording does: at start-up the gateway removes recordings of stream ids it
+    // doesn't know (a delete cut short), and indexes those of the ones it does.
     let gw = GatewayProcess::start_in(dir.path(), ctx.gateway_cpu).await?;
     gw.add_stream(STREAM, &cam.url(), false).await?;
+    drop(gw);
+    let end_ms = now_ms() - ENDS_BEFORE_NOW.as_millis() as i64;
+    let data_dir: PathBuf = dir.path().to_owned();
+    let rec =
+        tokio::task::spawn_blocking(move || dvr_recording::write(&data_dir, STREAM, plan, end_ms))
+            .await??;
+    eprintln!("gateway-bench: {}", rec.describe());
+    let gw = GatewayProcess::start_in(dir.path(), ctx.gateway_cpu).await?;
     check_recording(&gw, &rec).await?;
     let setup = Setup {
         gw,
