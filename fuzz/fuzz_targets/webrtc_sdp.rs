@@ -68,12 +68,12 @@ fn offer(text: &str, params: &ParameterSets) {
             Codec::H264 => "H264",
             Codec::H265 => "H265",
         };
-        // The same payload type may name other codecs in other sections (and "09" is 9 to the SDP parser): one
-        // of its rtpmap lines names this codec.
+        // The same payload type may name other codecs in other sections (and the SDP parser reads "09" as 9,
+        // and takes any whitespace after it): one of its rtpmap lines names this codec.
         assert!(
             text.lines()
                 .filter_map(|l| l.trim_start().strip_prefix("a=rtpmap:"))
-                .filter_map(|v| v.split_once(' '))
+                .filter_map(|v| v.split_once(char::is_whitespace))
                 .filter(|(n, _)| n.trim().parse::<u8>() == Ok(pt))
                 .any(|(_, v)| v
                     .trim_start()
