@@ -1,5 +1,6 @@
 // Thin client of the gateway's REST API. Every call returns parsed JSON or throws an Error whose message is the
-// server's ErrorBody message. The API token (optional) is read from local storage.
+// server's ErrorBody message. The admin token (needed when the gateway runs with one) is read from local storage
+// and sent with every call: listing streams needs it too.
 
 const TOKEN_KEY = "gateway.apiToken";
 
@@ -16,7 +17,7 @@ async function call(method, path, body) {
   const headers = {};
   if (body !== undefined) headers["content-type"] = "application/json";
   const token = getToken();
-  if (token && method !== "GET") headers["authorization"] = `Bearer ${token}`;
+  if (token) headers["authorization"] = `Bearer ${token}`;
   const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   if (resp.status === 204) return null;
   const text = await resp.text();

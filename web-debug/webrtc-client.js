@@ -2,7 +2,7 @@
 // shows live statistics once a second. `window.gatewayPlayer` exposes the connection and the last sample, for
 // automated checks and the console.
 
-import { api } from "./api.js";
+import { api, getToken } from "./api.js";
 import { WhepSession } from "./whep.js";
 import { VideoStats } from "./video-stats.js";
 
@@ -61,7 +61,10 @@ async function play(streamId) {
   const url = new URL(location.href);
   url.searchParams.set("stream", streamId);
   history.replaceState(null, "", url);
-  const session = new WhepSession(new URL(`/streams/${encodeURIComponent(streamId)}/whep`, location.href).toString());
+  // A viewer token in the page's URL (`?token=`, as handed out with a link), else the admin token of the main page.
+  const token = new URL(location.href).searchParams.get("token") || getToken();
+  const endpoint = new URL(`/streams/${encodeURIComponent(streamId)}/whep`, location.href).toString();
+  const session = new WhepSession(endpoint, token);
   player.session = session;
   try {
     player.pc = await session.start((stream) => {
@@ -94,6 +97,8 @@ async function loadStreams(selected) {
     );
     if (selected) select.value = selected;
   } catch (e) {
+    // A viewer token cannot list streams: offer the one in the URL.
+    if (selected) select.replaceChildren(new Option(selected, selected));
     showError(e);
   }
 }

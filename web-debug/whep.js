@@ -3,8 +3,11 @@
 // Reusable by any page that plays a stream; it knows nothing about the page.
 
 export class WhepSession {
-  constructor(endpoint) {
+  // `token`: a viewer (or admin) token for a gateway with auth on; sent on the POST only, since the session
+  // resource itself is the capability afterwards.
+  constructor(endpoint, token) {
     this.endpoint = endpoint;
+    this.token = token || "";
     this.location = null;
     this.pending = [];
     this.pc = null;
@@ -19,9 +22,11 @@ export class WhepSession {
     pc.onicecandidate = (ev) => this.trickle(ev.candidate);
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
+    const headers = { "content-type": "application/sdp" };
+    if (this.token) headers["authorization"] = `Bearer ${this.token}`;
     const resp = await fetch(this.endpoint, {
       method: "POST",
-      headers: { "content-type": "application/sdp" },
+      headers,
       body: offer.sdp,
     });
     const text = await resp.text();

@@ -21,8 +21,8 @@ pub enum TransportDto {
     Udp,
 }
 
-/// One input of a stream, as sent by a client.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// One input of a stream, as sent by a client. `Debug` hides the URL's user info and query values.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InputDto {
     /// Name of the input, unique within the stream (1 to 64 printable characters), e.g. `main`.
@@ -31,7 +31,7 @@ pub struct InputDto {
     /// `rtsp://`, `rtsps://` or `testsrc://` (built-in test pattern, e.g.
     /// `testsrc://?codec=h264&width=1280&height=720&fps=25&gop=50&bitrate_kbps=2000`). Credentials written in an
     /// RTSP URL (`rtsp://user:pass@host/...`) are moved out of it and stored apart.
-    #[schema(example = "rtsp://192.168.1.20:554/stream1")]
+    #[schema(example = "rtsp://127.0.0.1:8554/stream1")]
     pub url: String,
     /// Lower wins: the input with the lowest number that works is the one delivering. Default 0.
     #[serde(default)]
@@ -41,8 +41,8 @@ pub struct InputDto {
     pub transport: TransportDto,
 }
 
-/// Body of `POST /streams`: registers a stream.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Body of `POST /streams`: registers a stream. `Debug` never prints the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateStream {
     /// Stream id used in every URL: 1 to 64 characters of `A-Z a-z 0-9 _ -`.
@@ -93,7 +93,9 @@ pub struct RetentionDto {
 /// - A non-empty `username` or `password` replaces that part and keeps the other.
 /// - New `rtsp_inputs` with credentials in their URLs replace the stored credentials, unless `username` or
 ///   `password` is also given (explicit fields win).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+///
+/// `Debug` never prints the password.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchStream {
     /// Replaces all inputs (1 to 16, labels unique). The stream's ingest restarts; viewers stay attached.
@@ -136,6 +138,114 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// `url` as `Debug` shows it: no user info, and every query value replaced (some cameras take
+/// `?user=…&password=…`).
+fn redacted_url(url: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match head.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => head.to_owned(),
+    };
+    if let Some(q) = query {
+        let keys: Vec<String> = q
+            .split('&')
+            .map(|kv| format!("{}=…", kv.split('=').next().unwrap_or("")))
+            .collect();
+        out.push('?');
+        out.push_str(&keys.join("&"));
+    }
+    out
+}
+
+impl std::fmt::Debug for InputDto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputDto")
+            .field("label", &self.label)
+            .field("url", &redacted_url(&self.url))
+            .field("priority", &self.priority)
+            .field("transport", &self.transport)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CreateStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateStream")
+            .field("source_id", &self.source_id)
+            .field("rtsp_inputs", &self.rtsp_inputs)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("should_record", &self.should_record)
+            .field("restart_interval_secs", &self.restart_interval_secs)
+            .field("retention", &self.retention)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for PatchStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PatchStream")
+            .field("rtsp_inputs", &self.rtsp_inputs)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &self
+                    .password
+                    .as_ref()
+                    .map(|p| p.as_ref().map(|_| "<redacted>")),
+            )
+            .field("should_record", &self.should_record)
+            .field("restart_interval_secs", &self.restart_interval_secs)
+            .field("retention", &self.retention)
+            .finish()
+    }
+}
+
+/// Body of `POST /tokens` (admin): a viewer token for one stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MintToken {
+    /// The stream the token opens.
+    #[schema(example = "porch")]
+    pub stream: String,
+    /// Lifetime in seconds, 1 to 2592000 (30 days); default 3600.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 2592000, example = 3600)]
+    pub ttl_secs: Option<u64>,
+    /// May play from the recording (start in it, seek, pause, speed) and list the recordings. Default false.
+    #[serde(default)]
+    pub dvr: bool,
+    /// May download MP4 exports. Default false.
+    #[serde(default)]
+    pub export: bool,
+}
+
+/// Answer of `POST /tokens`. `Debug` never prints the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ViewerToken {
+    /// Send as `Authorization: Bearer <token>`, or as the `token` query parameter (WebSockets, `<video>` URLs).
+    pub token: String,
+    /// Wall-clock epoch ms after which the token is refused.
+    #[schema(example = 1795003600000i64)]
+    pub expires_ms: i64,
+}
+
+impl std::fmt::Debug for ViewerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewerToken")
+            .field("token", &"<redacted>")
+            .field("expires_ms", &self.expires_ms)
+            .finish()
+    }
+}
+
 /// Lifecycle state of a stream's ingest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -157,7 +267,7 @@ pub enum StreamStateDto {
 pub struct InputView {
     pub label: String,
     /// The input URL without credentials.
-    #[schema(example = "rtsp://192.168.1.20:554/stream1")]
+    #[schema(example = "rtsp://127.0.0.1:8554/stream1")]
     pub url: String,
     pub priority: i32,
     pub transport: TransportDto,
@@ -268,13 +378,19 @@ pub struct Health {
     pub version: String,
     /// Streams registered.
     pub streams: usize,
+    /// Whether an admin token is set: management, stream configurations and session lists need it, viewer calls
+    /// need a viewer token (or the admin token).
+    pub auth: bool,
+    /// What an operator should fix, e.g. `no admin token set while listening on 0.0.0.0:8009`. Empty when fine.
+    pub warnings: Vec<String>,
 }
 
 /// Body of every error response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
-    /// Machine-readable code: `bad_request`, `unauthorized`, `not_found`, `conflict`, `payload_too_large`,
-    /// `limit_reached`, `unavailable`, `internal`.
+    /// Machine-readable code: `bad_request`, `unauthorized` (token missing or wrong), `token_expired`,
+    /// `forbidden` (a token for another stream, or without the right), `not_found`, `conflict`,
+    /// `payload_too_large`, `limit_reached`, `unavailable`, `internal`.
     #[schema(example = "not_found")]
     pub error: String,
     /// Human-readable explanation.
@@ -285,6 +401,33 @@ pub struct ErrorBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_passwords_and_url_secrets() {
+        let req: CreateStream = serde_json::from_value(serde_json::json!({
+            "source_id": "cam",
+            "rtsp_inputs": [{"label": "a", "url": "rtsp://bob:hunter2@127.0.0.1/s?user=bob&password=qwerty"}],
+            "password": "letmein"
+        }))
+        .unwrap();
+        let patch = PatchStream {
+            password: Some(Some("letmein".into())),
+            rtsp_inputs: req.rtsp_inputs.clone().into(),
+            ..PatchStream::default()
+        };
+        let token = ViewerToken {
+            token: "v1.cam.1.l.sig".into(),
+            expires_ms: 1,
+        };
+        let shown = format!("{req:?} {patch:?} {token:?}");
+        for secret in ["hunter2", "qwerty", "letmein", "v1.cam", "bob"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("rtsp://127.0.0.1/s?user=…&password=…"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn create_defaults_and_unknown_fields() {

@@ -1,4 +1,4 @@
-//! A WSC-RTP version 2 viewer for the live-rewind scenario: one session (WebSocket and a UDP socket proved with
+//! A WSC-RTP viewer for the live-rewind scenario: one session (WebSocket and a UDP socket proved with
 //! its token, WSC-RTP-PROTOCOL.md) whose controls (`seek`, `live`, ...) the scenario sends as messages, and
 //! whose complete keyframes it hears about with their arrival time and stamp ([`KeyframeWatch`]). A task per
 //! viewer reads both sockets, proves the address, sends keepalives and counts the RTP bytes received; dropping
@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use futures::{SinkExt, StreamExt};
-use publishers::wsc::datagram::{build_proof, is_control, parse_ack, token_from_hex, ProofKind};
+use publishers::wsc::client::{ClientPath, Step};
+use publishers::wsc::datagram::{is_control, token_from_hex};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -50,7 +51,7 @@ const PROOF_EVERY: Duration = Duration::from_millis(500);
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(4);
 
 impl WscViewer {
-    /// Opens a version 2 session on `stream`, live or (with `start_ms`) in the recording. Returns once `init`
+    /// Opens a session on `stream`, live or (with `start_ms`) in the recording. Returns once `init`
     /// arrived; media follows when the UDP proof is acknowledged.
     pub async fn open(
         base: &str,
@@ -58,7 +59,7 @@ impl WscViewer {
         start_ms: Option<i64>,
     ) -> anyhow::Result<WscViewer> {
         let mut url = format!(
-            "{}/streams/{stream}/wsc-rtp?version=2",
+            "{}/streams/{stream}/wsc-rtp?version=3",
             base.replace("http://", "ws://")
         );
         if let Some(t) = start_ms {
@@ -95,7 +96,7 @@ impl WscViewer {
         let counted = bytes.clone();
         let task = tokio::spawn(async move {
             let mut watch = KeyframeWatch::default();
-            let mut proved = false;
+            let mut path = ClientPath::new(token);
             let mut tick = tokio::time::interval(PROOF_EVERY);
             let mut last_keepalive = Instant::now();
             let mut buf = vec![0u8; 2048];
@@ -108,7 +109,9 @@ impl WscViewer {
                             continue;
                         }
                         if is_control(d) {
-                            proved |= parse_ack(d).is_some();
+                            if let Some(Step::Reply(proof)) = path.on_answer(d) {
+                                let _ = udp.send_to(&proof, server).await;
+                            }
                         } else if let Some((seq, marker, payload)) = parse_rtp(d) {
                             let at = Instant::now();
                             counted.fetch_add(n as u64, Ordering::Relaxed);
@@ -135,15 +138,15 @@ impl WscViewer {
                         }
                     }
                     _ = tick.tick() => {
-                        let kind = if !proved {
-                            ProofKind::Proof
+                        let datagram = if !path.is_proved() {
+                            path.proof()
                         } else if last_keepalive.elapsed() >= KEEPALIVE_EVERY {
                             last_keepalive = Instant::now();
-                            ProofKind::KeepAlive
+                            path.keepalive()
                         } else {
                             continue;
                         };
-                        let _ = udp.send_to(&build_proof(kind, &token), server).await;
+                        let _ = udp.send_to(&datagram, server).await;
                     }
                 }
             };

@@ -42,14 +42,25 @@ impl GatewayProcess {
     /// Starts a gateway on free loopback ports with a new data directory, adding `flags`.
     pub async fn start(flags: &[&str], pin: Option<usize>) -> anyhow::Result<GatewayProcess> {
         let dir = DataDir::Fresh(tempfile::tempdir()?);
-        Self::start_on(dir, flags, pin, Duration::from_secs(30)).await
+        Self::start_on(dir, flags, pin, Duration::from_secs(30), None).await
+    }
+
+    /// [`GatewayProcess::start`] with the gateway's log (and any panic message) written to `log`.
+    pub async fn start_logged(
+        flags: &[&str],
+        pin: Option<usize>,
+        log: &Path,
+    ) -> anyhow::Result<GatewayProcess> {
+        let dir = DataDir::Fresh(tempfile::tempdir()?);
+        let log = std::fs::File::create(log)?;
+        Self::start_on(dir, flags, pin, Duration::from_secs(30), Some(log)).await
     }
 
     /// Starts a gateway over the caller's `data_dir`, which it leaves in place; it serves once it has indexed
     /// the recordings there (an hour of segments takes a while).
     pub async fn start_in(data_dir: &Path, pin: Option<usize>) -> anyhow::Result<GatewayProcess> {
         let dir = DataDir::Given(data_dir.to_owned());
-        Self::start_on(dir, &[], pin, Duration::from_secs(120)).await
+        Self::start_on(dir, &[], pin, Duration::from_secs(120), None).await
     }
 
     async fn start_on(
@@ -57,6 +68,7 @@ impl GatewayProcess {
         flags: &[&str],
         pin: Option<usize>,
         start_timeout: Duration,
+        log: Option<std::fs::File>,
     ) -> anyhow::Result<GatewayProcess> {
         let port = free_tcp_port()?;
         let mut cmd = Command::new(std::env::current_exe()?);
@@ -71,7 +83,7 @@ impl GatewayProcess {
                 std::env::var("BENCH_GATEWAY_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(log.map_or_else(Stdio::inherit, Stdio::from));
         let child = child_process::spawn_pinned(&mut cmd, pin)?;
         let gw = GatewayProcess {
             child,

@@ -23,6 +23,7 @@ mod report;
 mod scenarios;
 mod sinks;
 mod webrtc_join;
+mod ws_viewer;
 mod wsc_viewers;
 
 use std::time::Duration;
@@ -51,6 +52,10 @@ struct Cli {
     /// looking at one size closely (a profile, a repeat)
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<usize>,
+    /// Length of the soak scenario in seconds [default: 1800, quick: 30]; the soak runs only when named in
+    /// `--only`
+    #[arg(long)]
+    soak_secs: Option<u64>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -73,6 +78,8 @@ enum Scenario {
     Ttff,
     Ingest,
     Dvr,
+    /// Not part of the default run (30 minutes): `--only soak`
+    Soak,
 }
 
 const ALL: [Scenario; 6] = [
@@ -92,6 +99,8 @@ pub struct Ctx {
     pub gateway_cpu: Option<usize>,
     /// `--sizes`: replaces every scenario's own list when not empty.
     pub sizes: Vec<usize>,
+    /// `--soak-secs`.
+    pub soak_secs: Option<u64>,
 }
 
 impl Ctx {
@@ -120,6 +129,7 @@ fn main() -> anyhow::Result<()> {
         window: Duration::from_secs(cli.window_secs.unwrap_or(if cli.quick { 2 } else { 10 })),
         gateway_cpu: pin.then_some(0),
         sizes: cli.sizes.clone(),
+        soak_secs: cli.soak_secs,
     };
     let chosen: Vec<Scenario> = if cli.only.is_empty() {
         ALL.to_vec()
@@ -143,6 +153,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Ttff => scenarios::ttff::run(&ctx, &mut rows).await,
                 Scenario::Ingest => scenarios::ingest::run(&ctx, &mut rows).await,
                 Scenario::Dvr => scenarios::dvr::run(&ctx, &mut rows).await,
+                Scenario::Soak => scenarios::soak::run(&ctx, &mut rows).await,
             }
         });
         for r in &rows[before..] {

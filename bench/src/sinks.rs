@@ -2,7 +2,10 @@
 //! by one thread that counts packets and bytes and, when asked, reads send-time stamps to measure latency; the
 //! rest are never read and overflow in the kernel. Reading 1000 receivers at 4 Mbit/s would take more CPU than
 //! this machine has beside the gateway, and a sender pays the same per packet either way, so the gateway and the
-//! raw reference loop face exactly the same receivers. The thread also sends WSC-RTP keepalives for every socket.
+//! raw reference loop face exactly the same receivers. The thread also keeps every socket's WSC-RTP consent: it
+//! sends each one's keep-alive, echoing the nonce of the server's last answer. The unread sockets carry a kernel
+//! filter that drops everything but WSC-RTP control datagrams, so those answers can be read without reading the
+//! media.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -11,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use publishers::wsc::datagram::{build_proof, ProofKind};
+use publishers::wsc::client::{ClientPath, Step};
+use publishers::wsc::datagram::is_control;
 use testdata::stamp;
 use testdata::webrtc_viewer::payload_starts_keyframe;
 
@@ -19,10 +23,10 @@ use testdata::webrtc_viewer::payload_starts_keyframe;
 pub const SAMPLE: usize = 64;
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(4);
 
-/// Where a socket's keepalives go, and with which token.
-#[derive(Clone, Copy)]
+/// Where a socket's keepalives go, and the state of its UDP path.
+#[derive(Clone)]
 pub struct Keepalive {
-    pub token: [u8; 16],
+    pub path: ClientPath,
     pub server: SocketAddr,
 }
 
@@ -31,6 +35,8 @@ pub struct Sinks {
     keepalives: Vec<Option<Keepalive>>,
     /// Next socket whose keepalive is due, and when the round through all of them started.
     keepalive_cursor: usize,
+    /// Whether the sink thread reads the sampled sockets (else their answers are read with the keep-alives).
+    sample_read_by_thread: bool,
     keepalive_round: Instant,
 }
 
@@ -39,14 +45,21 @@ impl Sinks {
         let mut sockets = Vec::with_capacity(n);
         for i in 0..n {
             let s = UdpSocket::bind("127.0.0.1:0")?;
-            // Read sockets get room for a GOP burst; the others as little as the kernel allows.
-            set_rcvbuf(&s, if i < SAMPLE { 8 << 20 } else { 4096 });
+            // Read sockets get room for a GOP burst; the others as little as the kernel allows, and only the
+            // server's answers to their keep-alives.
+            if i < SAMPLE {
+                set_rcvbuf(&s, 8 << 20);
+            } else {
+                set_rcvbuf(&s, 4096);
+                keep_only_control_datagrams(&s)?;
+            }
             sockets.push(s);
         }
         Ok(Sinks {
             keepalives: vec![None; n],
             sockets,
             keepalive_cursor: 0,
+            sample_read_by_thread: false,
             keepalive_round: Instant::now(),
         })
     }
@@ -93,6 +106,15 @@ impl Sinks {
         self.keepalives[i] = Some(k);
     }
 
+    /// Takes a control datagram read from socket `i` (sampled sockets are read by the sink thread).
+    fn on_control(&mut self, i: usize, data: &[u8]) {
+        if let Some(k) = &mut self.keepalives[i] {
+            if let Some(Step::Reply(proof)) = k.path.on_answer(data) {
+                let _ = self.sockets[i].send_to(&proof, k.server);
+            }
+        }
+    }
+
     /// Sends the keepalives now due, spreading each socket's one-per-[`KEEPALIVE_EVERY`] evenly over the interval
     /// as independent clients would, rather than 1000 at once (a burst a real server never sees, and one that
     /// overflows its socket's receive buffer).
@@ -101,13 +123,26 @@ impl Sinks {
         let elapsed = self.keepalive_round.elapsed();
         let due = ((n as u128 * elapsed.as_millis()) / KEEPALIVE_EVERY.as_millis()).min(n as u128)
             as usize;
+        let sample = self.sampled();
+        let mut buf = [0u8; 2048];
         while self.keepalive_cursor < due {
             let i = self.keepalive_cursor;
-            if let Some(k) = &self.keepalives[i] {
-                let _ =
-                    self.sockets[i].send_to(&build_proof(ProofKind::KeepAlive, &k.token), k.server);
-            }
             self.keepalive_cursor += 1;
+            if self.keepalives[i].is_none() {
+                continue;
+            }
+            if i >= sample || !self.sample_read_by_thread {
+                // The answer to the last keep-alive waits in the socket (nonblocking once proved): alone in a
+                // filtered one, among media in a sampled one whose reading has not started (then the media is
+                // not counted yet anyway).
+                while let Some(n) = recv_waiting(&self.sockets[i], &mut buf) {
+                    let data = buf[..n].to_vec();
+                    self.on_control(i, &data);
+                }
+            }
+            if let Some(k) = &self.keepalives[i] {
+                let _ = self.sockets[i].send_to(&k.path.keepalive(), k.server);
+            }
         }
         if elapsed >= KEEPALIVE_EVERY {
             self.keepalive_cursor = 0;
@@ -293,6 +328,7 @@ impl FrameStamp {
 
 fn read_loop(mut sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: bool) -> Sinks {
     let sample = sinks.sampled();
+    sinks.sample_read_by_thread = true;
     for s in &sinks.sockets[..sample] {
         s.set_nonblocking(true).expect("nonblocking");
     }
@@ -316,6 +352,11 @@ fn read_loop(mut sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: b
                     continue;
                 }
                 while let Ok(n) = sinks.sockets[i].recv(&mut buf) {
+                    if is_control(&buf[..n]) {
+                        let data = buf[..n].to_vec();
+                        sinks.on_control(i, &data);
+                        continue;
+                    }
                     counters.packets.fetch_add(1, Ordering::Relaxed);
                     counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
                     // RTP (version 2), not RTCP (packet types 200-206 where RTP has marker+payload type).
@@ -340,10 +381,77 @@ fn read_loop(mut sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: b
     for s in &sinks.sockets[..sample] {
         let _ = s.set_nonblocking(false);
     }
+    sinks.sample_read_by_thread = false;
     sinks
 }
 
 /// Asks for a receive buffer of `bytes` on `s`.
+/// Reads a datagram already waiting in `s`, without blocking whatever the socket's mode.
+fn recv_waiting(s: &UdpSocket, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: a valid socket and a buffer of the length given.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(n).ok()
+}
+
+/// Attaches a classic BPF program that keeps only datagrams whose first payload byte is 'W' (WSC-RTP control)
+/// and drops the rest in the kernel, as a full receive buffer would have.
+fn keep_only_control_datagrams(s: &UdpSocket) -> std::io::Result<()> {
+    const UDP_HEADER: u32 = 8;
+    let op = |code: u32| code as u16;
+    let program = [
+        // A = first byte of the UDP payload (a UDP socket's filter sees the packet from its UDP header on).
+        libc::sock_filter {
+            code: op(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS),
+            jt: 0,
+            jf: 0,
+            k: UDP_HEADER,
+        },
+        libc::sock_filter {
+            code: op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K),
+            jt: 0,
+            jf: 1,
+            k: u32::from(b'W'),
+        },
+        libc::sock_filter {
+            code: op(libc::BPF_RET | libc::BPF_K),
+            jt: 0,
+            jf: 0,
+            k: u32::MAX,
+        },
+        libc::sock_filter {
+            code: op(libc::BPF_RET | libc::BPF_K),
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: a valid socket; `fprog` points at `program`, which outlives the call (the kernel copies it).
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &fprog as *const libc::sock_fprog as *const libc::c_void,
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub(crate) fn set_rcvbuf(s: &UdpSocket, bytes: libc::c_int) {
     let set = |opt| {
         // SAFETY: a valid socket and a c_int option value of the right size.

@@ -3,11 +3,14 @@
 //! [`Sessions`] lives; dropping it ends every session.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use futures::StreamExt;
-use publishers::wsc::datagram::{build_proof, parse_ack, token_from_hex, ProofKind};
+use publishers::wsc::client::{ClientPath, Step};
+use publishers::wsc::datagram::token_from_hex;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -19,6 +22,14 @@ type Ws =
 /// Open sessions; their WebSockets are read (and so kept alive) by one task each.
 pub struct Sessions {
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    moved_to_websocket: Arc<AtomicUsize>,
+}
+
+impl Sessions {
+    /// Sessions whose media left UDP for the WebSocket (consent lost): a run with any measured the wrong path.
+    pub fn moved_to_websocket(&self) -> usize {
+        self.moved_to_websocket.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for Sessions {
@@ -31,8 +42,13 @@ impl Drop for Sessions {
 
 /// Opens one session per sink socket on stream `id`.
 pub async fn open(base: &str, id: &str, sinks: &mut Sinks) -> anyhow::Result<Sessions> {
-    let url = format!("{}/streams/{id}/wsc-rtp", base.replace("http://", "ws://"));
+    let url = format!(
+        "{}/streams/{id}/wsc-rtp?version={}",
+        base.replace("http://", "ws://"),
+        publishers::wsc::UDP_VERSION
+    );
     let mut tasks = Vec::with_capacity(sinks.len());
+    let moved_to_websocket = Arc::new(AtomicUsize::new(0));
     for i in sinks.join_order() {
         // Opening 1000 sessions takes longer than a session lives without keepalives (proofs are rate-limited):
         // keep the ones already open alive meanwhile.
@@ -46,15 +62,25 @@ pub async fn open(base: &str, id: &str, sinks: &mut Sinks) -> anyhow::Result<Ses
         let port = init["udp_port"].as_u64().unwrap_or_default() as u16;
         let server = SocketAddr::from(([127, 0, 0, 1], port));
         let socket = sinks.socket(i).try_clone()?;
-        tokio::task::spawn_blocking(move || prove(&socket, &token, server))
+        let path = tokio::task::spawn_blocking(move || prove(&socket, token, server))
             .await?
             .with_context(|| format!("session {i}: proving the UDP address"))?;
-        sinks.set_keepalive(i, Keepalive { token, server });
+        sinks.set_keepalive(i, Keepalive { path, server });
+        let moved = moved_to_websocket.clone();
         tasks.push(tokio::spawn(async move {
-            while let Some(Ok(_)) = ws.next().await {}
+            while let Some(Ok(m)) = ws.next().await {
+                if let Message::Text(t) = m {
+                    if t.contains(r#""type":"transport""#) && t.contains(r#""mode":"websocket""#) {
+                        moved.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
         }));
     }
-    Ok(Sessions { tasks })
+    Ok(Sessions {
+        tasks,
+        moved_to_websocket,
+    })
 }
 
 async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
@@ -68,25 +94,33 @@ async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
     }
 }
 
-/// Sends the proof every 500 ms until the ack (proofs are rate-limited per source address, and every receiver here
-/// shares 127.0.0.1), reading past media that may already arrive.
-fn prove(socket: &std::net::UdpSocket, token: &[u8; 16], server: SocketAddr) -> anyhow::Result<()> {
+/// Runs the UDP handshake (proof, challenge, proof echoing it) from `socket`, repeating the proof every 500 ms
+/// until it is accepted, and reading past media that may already arrive.
+fn prove(
+    socket: &std::net::UdpSocket,
+    token: [u8; 16],
+    server: SocketAddr,
+) -> anyhow::Result<ClientPath> {
     socket.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut path = ClientPath::new(token);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut buf = [0u8; 2048];
     while Instant::now() < deadline {
-        socket.send_to(&build_proof(ProofKind::Proof, token), server)?;
+        socket.send_to(&path.proof(), server)?;
         let wait = Instant::now() + Duration::from_millis(500);
         while Instant::now() < wait {
-            match socket.recv(&mut buf) {
-                Ok(n) if parse_ack(&buf[..n]).is_some() => {
+            let Ok(n) = socket.recv(&mut buf) else { break };
+            match path.on_answer(&buf[..n]) {
+                Some(Step::Proved) => {
                     socket.set_read_timeout(None)?;
-                    return Ok(());
+                    return Ok(path);
                 }
-                Ok(_) => continue,
-                Err(_) => break,
+                Some(Step::Reply(proof)) => {
+                    socket.send_to(&proof, server)?;
+                }
+                Some(Step::ConsentRenewed) | None => {}
             }
         }
     }
-    bail!("no ack within 30 s")
+    bail!("not proved within 30 s")
 }

@@ -5,7 +5,7 @@
 //! wins (flag over environment); at the same level `--bind` wins. The file uses the same keys in snake_case
 //! (`bind`, `port`, `data_dir`, `max_sessions`, `max_streams`, `mtu`, `watchdog_secs`, `segment_secs`,
 //! `record_min_free_mb`, `gop_cache`, `wsc_udp_port`,
-//! `api_token`,
+//! `admin_token` (also read as `api_token`, its old name), `tls_cert`, `tls_key`,
 //! `demo`, and the `webrtc_*` keys) and refuses unknown ones, so a typo fails start-up instead of being ignored.
 
 use std::fmt;
@@ -84,9 +84,19 @@ struct Cli {
     /// UDP ports for WebRTC media as FIRST-LAST; each session takes one per bind IP [default: any free port]
     #[arg(long, env = "WEBRTC_UDP_PORTS", value_name = "FIRST-LAST")]
     webrtc_udp_ports: Option<PortRange>,
-    /// When set, POST/PATCH/DELETE need `Authorization: Bearer <token>`
-    #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+    /// Turns auth on: management, stream configurations, session lists and POST /tokens need
+    /// `Authorization: Bearer <admin token>`; viewer calls need a viewer token [default: unset, everything open]
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Old name of --admin-token
+    #[arg(long, env = "API_TOKEN", hide_env_values = true, hide = true)]
     api_token: Option<String>,
+    /// PEM certificate chain: serve HTTPS/WSS instead of HTTP (with --tls-key)
+    #[arg(long, env = "TLS_CERT_FILE", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "TLS_KEY_FILE", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
     /// Register the test-pattern stream `demo` if absent
     #[arg(long)]
     demo: bool,
@@ -116,7 +126,10 @@ struct FileConfig {
     webrtc_nat_ips: Option<Vec<IpAddr>>,
     webrtc_bind_ips: Option<Vec<IpAddr>>,
     webrtc_udp_ports: Option<PortRange>,
-    api_token: Option<String>,
+    #[serde(alias = "api_token")]
+    admin_token: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     demo: Option<bool>,
 }
 
@@ -153,8 +166,11 @@ pub struct Config {
     pub wsc_udp_port: u16,
     /// ICE servers and addresses of WebRTC viewer sessions.
     pub webrtc: WebRtcConfig,
-    /// When set, management calls need `Authorization: Bearer <token>`.
-    pub api_token: Option<String>,
+    /// When set, auth is on: the admin token guards management, stream configurations, session lists and token
+    /// minting; viewer calls need a viewer token (`access`).
+    pub admin_token: Option<String>,
+    /// Serve HTTPS/WSS with this certificate chain and key (PEM files) instead of HTTP.
+    pub tls: Option<TlsFiles>,
     /// Register the test-pattern stream `demo` at start-up if absent.
     pub demo: bool,
 }
@@ -173,13 +189,14 @@ impl Default for Config {
             gop_cache: true,
             wsc_udp_port: 8010,
             webrtc: WebRtcConfig::default(),
-            api_token: None,
+            admin_token: None,
+            tls: None,
             demo: false,
         }
     }
 }
 
-/// Never prints the API token.
+/// Never prints the admin token.
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
@@ -194,7 +211,11 @@ impl fmt::Debug for Config {
             .field("gop_cache", &self.gop_cache)
             .field("wsc_udp_port", &self.wsc_udp_port)
             .field("webrtc", &self.webrtc)
-            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("tls", &self.tls)
             .field("demo", &self.demo)
             .finish()
     }
@@ -274,8 +295,18 @@ impl Config {
                     .unwrap_or(d.webrtc.bind_ips),
                 udp_ports: cli.webrtc_udp_ports.or(file.webrtc_udp_ports),
             },
-            // An empty token (`API_TOKEN=` in a compose file) means "no token", not "the empty token".
-            api_token: cli.api_token.or(file.api_token).filter(|t| !t.is_empty()),
+            // An empty token (`ADMIN_TOKEN=` in a compose file) means "no token", not "the empty token".
+            admin_token: cli
+                .admin_token
+                .filter(|t| !t.is_empty())
+                .or(cli.api_token)
+                .or(file.admin_token)
+                .filter(|t| !t.is_empty()),
+            tls: match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
+                (None, None) => None,
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                _ => bail!("tls_cert and tls_key go together: give both or neither"),
+            },
             demo: cli.demo || file.demo.unwrap_or(false),
         };
         config.check()?;
@@ -301,6 +332,15 @@ impl Config {
         }
         self.webrtc.check()
     }
+}
+
+/// The PEM files of HTTPS/WSS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// WebRTC viewer sessions: where ICE looks and what it announces.
@@ -444,6 +484,9 @@ mod tests {
         "RECORD_SEGMENT_SECS",
         "RECORD_MIN_FREE_MB",
         "API_TOKEN",
+        "ADMIN_TOKEN",
+        "TLS_CERT_FILE",
+        "TLS_KEY_FILE",
         "CONFIG_FILE",
         "WSC_HOLEPUNCH_PORT",
         "WEBRTC_ICE_SERVERS",
@@ -497,7 +540,7 @@ mod tests {
         assert_eq!(c.max_streams, 8, "env beats file");
         assert_eq!(c.watchdog_secs, 3, "file beats default");
         assert_eq!(c.data_dir, PathBuf::from("/from/file"));
-        assert_eq!(c.api_token.as_deref(), Some("filetoken"));
+        assert_eq!(c.admin_token.as_deref(), Some("filetoken"), "old key name");
         assert_eq!(c.max_sessions, 1000, "default");
         assert!(!format!("{c:?}").contains("filetoken"));
     }
@@ -552,7 +595,35 @@ mod tests {
         let c = with_env(&[("API_TOKEN", "")], || {
             Config::from_args(["gateway"]).unwrap()
         });
-        assert_eq!(c.api_token, None);
+        assert_eq!(c.admin_token, None);
+        let c = with_env(&[("ADMIN_TOKEN", ""), ("API_TOKEN", "old")], || {
+            Config::from_args(["gateway"]).unwrap()
+        });
+        assert_eq!(
+            c.admin_token.as_deref(),
+            Some("old"),
+            "the old name still works"
+        );
+        let c = with_env(&[("ADMIN_TOKEN", "new"), ("API_TOKEN", "old")], || {
+            Config::from_args(["gateway"]).unwrap()
+        });
+        assert_eq!(c.admin_token.as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        with_env(&[], || {
+            assert!(Config::from_args(["gateway", "--tls-cert", "c.pem"]).is_err());
+            let c = Config::from_args(["gateway", "--tls-cert", "c.pem", "--tls-key", "k.pem"])
+                .unwrap();
+            assert_eq!(
+                c.tls,
+                Some(TlsFiles {
+                    cert: "c.pem".into(),
+                    key: "k.pem".into()
+                })
+            );
+        });
     }
 
     #[test]

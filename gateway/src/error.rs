@@ -6,6 +6,7 @@
 //! something went wrong.
 
 use api_models::ErrorBody;
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
@@ -30,9 +31,15 @@ pub enum AppError {
     /// The request is malformed or its content invalid (400).
     #[error("{0}")]
     BadRequest(String),
-    /// A management call without the right API token (401).
-    #[error("this call needs the header `Authorization: Bearer <API token>`")]
-    Unauthorized,
+    /// No token, or one that is not the admin's or a valid viewer token (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A viewer token whose time is over (401): mint a new one.
+    #[error("{0}")]
+    TokenExpired(String),
+    /// A valid token for another stream, or without the right this call needs (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// No such stream (404).
     #[error("stream {0:?} not found")]
     StreamNotFound(String),
@@ -97,7 +104,9 @@ impl AppError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::TokenExpired(_) => (StatusCode::UNAUTHORIZED, "token_expired"),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::StreamNotFound(_)
             | AppError::SessionNotFound(_)
             | AppError::RouteNotFound => (StatusCode::NOT_FOUND, "not_found"),
@@ -215,7 +224,8 @@ impl From<JsonRejection> for AppError {
     }
 }
 
-/// `axum::Json` whose rejections are [`AppError`]s, so bad bodies answer with [`ErrorBody`].
+/// `axum::Json` whose rejections are [`AppError`]s, so bad bodies answer with [`ErrorBody`]; the body must be a
+/// JSON object.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -226,9 +236,46 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
+        if !json_content_type(req.headers()) {
+            return Err(AppError::BadRequest(
+                "expected a JSON body with `Content-Type: application/json`".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge
+            } else {
+                AppError::BadRequest(e.body_text())
+            }
+        })?;
+        // Serde's derived structs also accept a JSON array of the fields in order (`["cam", [...]]`): every body
+        // of this API is an object, and a positional one is a client bug better refused than guessed at.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(AppError::BadRequest(
+                "the body must be a JSON object ({...})".into(),
+            ));
+        }
+        let Json(value) = Json::<T>::from_bytes(&bytes)?;
         Ok(ApiJson(value))
     }
+}
+
+/// `application/json` or `application/*+json`, as `axum::Json` accepts.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// `axum::extract::Path` whose rejections are [`AppError`]s.
@@ -273,8 +320,12 @@ mod tests {
             StatusCode::PAYLOAD_TOO_LARGE
         );
         assert_eq!(
-            AppError::Unauthorized.to_string(),
-            "this call needs the header `Authorization: Bearer <API token>`"
+            AppError::TokenExpired("x".into()).status_and_code(),
+            (StatusCode::UNAUTHORIZED, "token_expired")
+        );
+        assert_eq!(
+            AppError::Forbidden("x".into()).status_and_code(),
+            (StatusCode::FORBIDDEN, "forbidden")
         );
     }
 }

@@ -4,8 +4,8 @@
 //! Entry points: [`Gateway::start`] (bind, open the store, restore streams, serve) and [`Gateway::shutdown`], or
 //! [`serve`] which does both around a shutdown future; [`app`] builds the HTTP router alone.
 
+pub mod access;
 pub mod api;
-mod auth;
 pub mod catalog;
 pub mod config;
 pub mod definition;
@@ -17,6 +17,8 @@ pub mod retention;
 mod server;
 pub mod session_control;
 pub mod store;
+mod tls;
+mod tokens_api;
 mod view;
 pub mod viewer_api;
 mod viewer_input;
@@ -28,7 +30,6 @@ pub mod wsc;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
 use axum::Router;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -51,18 +52,18 @@ pub struct AppState {
     pub playback: Arc<playback::Playback>,
     /// Seek, live, speed, pause, play of every viewer session.
     pub controls: Arc<session_control::SessionControls>,
+    /// Who may call what: the admin token and the viewer-token key.
+    pub access: Arc<access::Access>,
 }
 
-/// The whole HTTP surface: the management API (with the API-token check), the viewer API (open), both with the
-/// 64 KiB body limit; Swagger UI at `/swagger-ui`, the OpenAPI document at `/api-docs/openapi.json`, and the
+/// The whole HTTP surface: the management API and the viewer API (each handler declares its access rule with an
+/// extractor from `access::extract`), both with the 64 KiB body limit; Swagger UI at `/swagger-ui`, the OpenAPI document at `/api-docs/openapi.json`, and the
 /// debug pages at `/debug/`.
 pub fn app(state: AppState) -> Router {
     let (api_routes, mut openapi) = api::router().split_for_parts();
     let (viewer_routes, viewer_doc) = viewer_api::router().split_for_parts();
     openapi.merge(viewer_doc);
-    let api_routes = api_routes
-        .route_layer(from_fn_with_state(state.clone(), auth::require_token))
-        .layer(DefaultBodyLimit::max(error::MAX_BODY_BYTES));
+    let api_routes = api_routes.layer(DefaultBodyLimit::max(error::MAX_BODY_BYTES));
     let viewer_routes = viewer_routes
         .layer(DefaultBodyLimit::max(error::MAX_BODY_BYTES))
         .layer(viewer_api::cors());

@@ -23,6 +23,10 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("  Swagger UI:  {base}/swagger-ui/");
     println!("  OpenAPI:     {base}/api-docs/openapi.json");
+    for warning in gateway.warnings() {
+        println!();
+        println!("  WARNING: {warning}");
+    }
     println!();
     shutdown_signal().await;
     tracing::info!("signal received; shutting down");

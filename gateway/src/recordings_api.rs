@@ -3,6 +3,9 @@
 //! `GET /streams/{source_id}/recordings/export?start=&end=` answers one MP4 of a range;
 //! `DELETE /streams/{source_id}/recordings?before=` removes finished segments by hand.
 //!
+//! Access (when an admin token is set): listing needs a viewer token of the stream with the DVR right, an export
+//! one with the export right (either may come as `?token=`, for `<video>` and download URLs), deleting the admin.
+//!
 //! An export is built once into `<data_dir>/exports/` (named by stream, range and the segments it read) and
 //! served from there with `Accept-Ranges`, so players can seek and a repeated download costs nothing; exports
 //! older than an hour are removed.
@@ -24,6 +27,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::access::extract::{AdminAccess, StreamAccess};
 use crate::catalog::SegmentRow;
 use crate::error::{ApiPath, AppError};
 use crate::AppState;
@@ -40,6 +44,9 @@ pub struct Window {
     pub start: Option<i64>,
     /// Until this instant (epoch ms, exclusive).
     pub end: Option<i64>,
+    /// A viewer token, for clients that cannot send `Authorization` (a `<video>` or download URL).
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 impl Window {
@@ -79,12 +86,15 @@ const EXPORT_KEEP: Duration = Duration::from_secs(3600);
     path = "/streams/{source_id}/recordings/export",
     tag = "recordings",
     params(("source_id" = String, Path, description = "Stream id"), Window),
+    security((), ("viewer_token" = [])),
     responses(
         (status = 200, description = "The MP4 (`video/mp4`, `Accept-Ranges: bytes`); `X-Recording-Start-Ms` and \
             `X-Recording-End-Ms` give the instants it really covers", content_type = "video/mp4"),
         (status = 206, description = "Part of it, for a `Range` request"),
         (status = 400, description = "start or end missing, start not before end, not epoch ms, or more than 6 h",
             body = ErrorBody),
+        (status = 401, description = "Viewer token missing, wrong or expired", body = ErrorBody),
+        (status = 403, description = "A token for another stream, or without the export right", body = ErrorBody),
         (status = 404, description = "No such stream, or nothing recorded (and finished) in the range",
             body = ErrorBody),
         (status = 422, description = "The range crosses a change of codec or size; export the parts apart",
@@ -93,11 +103,13 @@ const EXPORT_KEEP: Duration = Duration::from_secs(3600);
     )
 )]
 async fn export_recording(
+    StreamAccess(grant): StreamAccess,
     State(state): State<AppState>,
     ApiPath(source_id): ApiPath<String>,
     window: Result<Query<Window>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
+    grant.require_export()?;
     let Query(window) = window.map_err(|e| AppError::BadRequest(e.body_text()))?;
     if window.start.is_none() || window.end.is_none() {
         return Err(AppError::BadRequest(
@@ -225,16 +237,17 @@ pub struct Before {
     path = "/streams/{source_id}/recordings",
     tag = "recordings",
     params(("source_id" = String, Path, description = "Stream id"), Before),
-    security((), ("api_token" = [])),
+    security((), ("admin_token" = [])),
     responses(
         (status = 200, description = "How many segments and bytes were deleted", body = api_models::DeletedRecordings),
         (status = 400, description = "before missing or not epoch milliseconds", body = ErrorBody),
-        (status = 401, description = "API token missing or wrong", body = ErrorBody),
+        (status = 401, description = "Admin token missing or wrong (when one is configured)", body = ErrorBody),
         (status = 404, description = "No such stream", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)
     )
 )]
 async fn delete_recordings(
+    _: AdminAccess,
     State(state): State<AppState>,
     ApiPath(source_id): ApiPath<String>,
     before: Result<Query<Before>, axum::extract::rejection::QueryRejection>,
@@ -292,18 +305,23 @@ fn remove_old_exports(dir: &std::path::Path) {
     path = "/streams/{source_id}/recordings",
     tag = "recordings",
     params(("source_id" = String, Path, description = "Stream id"), Window),
+    security((), ("viewer_token" = [])),
     responses(
         (status = 200, description = "Recorded ranges, oldest first", body = Recordings),
         (status = 400, description = "start not before end, or not epoch milliseconds", body = ErrorBody),
+        (status = 401, description = "Viewer token missing, wrong or expired", body = ErrorBody),
+        (status = 403, description = "A token for another stream, or without the DVR right", body = ErrorBody),
         (status = 404, description = "No such stream", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody)
     )
 )]
 async fn list_recordings(
+    StreamAccess(grant): StreamAccess,
     State(state): State<AppState>,
     ApiPath(source_id): ApiPath<String>,
     window: Result<Query<Window>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Recordings>, AppError> {
+    grant.require_dvr()?;
     let Query(window) = window.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let (start, end) = window.check()?;
     state.registry.get(&source_id)?;

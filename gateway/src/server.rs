@@ -13,11 +13,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::access::Access;
 use crate::playback::Playback;
 use crate::registry::{RegistryError, RegistryOptions, StreamRegistry};
 use crate::retention::RetentionTrigger;
 use crate::session_control::SessionControls;
 use crate::store::Store;
+use crate::tls::TlsListener;
 use crate::viewers::ViewerBudget;
 use crate::webrtc::WebRtcService;
 use crate::wsc::WscService;
@@ -43,6 +45,10 @@ pub struct Gateway {
     stop_http: CancellationToken,
     stop_retention: CancellationToken,
     http: JoinHandle<std::io::Result<()>>,
+    /// Serving HTTPS/WSS.
+    tls: bool,
+    /// What the operator should fix (auth off beyond loopback), as `/health` says it.
+    warnings: Vec<String>,
 }
 
 impl Gateway {
@@ -56,6 +62,20 @@ impl Gateway {
         let local_addr = listener.local_addr()?;
         let wsc_bind = SocketAddr::new(config.bind.ip(), config.wsc_udp_port);
         let viewers = ViewerBudget::new(config.max_sessions);
+        let (access, tls) = {
+            let (token, dir, tls) = (
+                config.admin_token.clone(),
+                config.data_dir.clone(),
+                config.tls.clone(),
+            );
+            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                crate::access::private_files(&dir)?;
+                let access = Access::load(token.as_deref(), &dir)?;
+                let tls = tls.as_ref().map(crate::tls::server_config).transpose()?;
+                Ok((access, tls))
+            })
+            .await??
+        };
         let store = Store::open(&config.data_dir).await?;
         let playback = Playback::new(store.clone(), viewers.clone(), config.mtu);
         let controls = Arc::new(SessionControls::default());
@@ -113,9 +133,14 @@ impl Gateway {
             %local_addr,
             data_dir = %config.data_dir.display(),
             restored,
-            api_token = config.api_token.is_some(),
+            auth = access.enabled(),
+            tls = tls.is_some(),
             "gateway serving"
         );
+        let warnings = access.warnings(config.bind);
+        for warning in &warnings {
+            warn!("SECURITY: {warning}");
+        }
         let state = AppState {
             registry: registry.clone(),
             config: Arc::new(config),
@@ -124,13 +149,23 @@ impl Gateway {
             viewers: viewers.clone(),
             playback,
             controls,
+            access: Arc::new(access),
         };
         let stop_http = CancellationToken::new();
-        let http = tokio::spawn(
-            axum::serve(listener, app(state))
-                .with_graceful_shutdown(stop_http.clone().cancelled_owned())
-                .into_future(),
-        );
+        let stopped = stop_http.clone().cancelled_owned();
+        let serving_tls = tls.is_some();
+        let http = match tls {
+            None => tokio::spawn(
+                axum::serve(listener, app(state))
+                    .with_graceful_shutdown(stopped)
+                    .into_future(),
+            ),
+            Some(tls) => tokio::spawn(
+                axum::serve(TlsListener::new(listener, tls)?, app(state))
+                    .with_graceful_shutdown(stopped)
+                    .into_future(),
+            ),
+        };
         Ok(Gateway {
             local_addr,
             registry,
@@ -140,7 +175,14 @@ impl Gateway {
             stop_http,
             stop_retention,
             http,
+            tls: serving_tls,
+            warnings,
         })
+    }
+
+    /// What the operator should fix, e.g. no admin token while listening beyond loopback (also in `/health`).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The address the HTTP server listens on.
@@ -148,14 +190,15 @@ impl Gateway {
         self.local_addr
     }
 
-    /// `http://host:port` for a browser on this machine (a wildcard bind becomes loopback).
+    /// `http://host:port` (`https://` with TLS) for a browser on this machine (a wildcard bind becomes loopback).
     pub fn base_url(&self) -> String {
         let ip = match self.local_addr.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,
         };
-        format!("http://{}", SocketAddr::new(ip, self.local_addr.port()))
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", SocketAddr::new(ip, self.local_addr.port()))
     }
 
     /// WSC-RTP sessions and their UDP socket.

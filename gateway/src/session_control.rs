@@ -2,6 +2,10 @@
 //! mode. Each session task registers here and receives commands on its own bounded channel; the HTTP handlers
 //! (and a WSC-RTP session's own messages) check a command against the recordings first, then hand it to the task,
 //! which applies it to its viewer core and answers with the new mode.
+//!
+//! The session id is the capability over a session. Whether it may leave live (seek, pause, play, speed) is
+//! decided when it opens, from the caller's grant (`access`): a session opened without the DVR right may only
+//! go live and read its mode; anything else answers 403 `forbidden`, over HTTP and in WSC-RTP messages alike.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +35,8 @@ pub struct ControlEntry {
     hub: Hub,
     /// The one codec a WebRTC session negotiated.
     codec: Option<Codec>,
+    /// Opened with the DVR right: may play from the recording.
+    dvr: bool,
     tx: mpsc::Sender<ControlMsg>,
     mode: Mutex<ModeView>,
 }
@@ -47,6 +53,11 @@ impl ControlEntry {
 
     /// The checks a command of this session must pass before the session moves ([`check_command`]).
     pub async fn check(&self, playback: &Playback, cmd: &Command) -> Result<(), AppError> {
+        if !self.dvr && !matches!(cmd, Command::Live) {
+            return Err(AppError::Forbidden(
+                "this session was opened without the DVR right: it can only watch live".into(),
+            ));
+        }
         check_command(playback, &self.hub, self.codec, cmd).await
     }
 }
@@ -96,12 +107,14 @@ impl SessionControls {
         id: &str,
         hub: &Hub,
         codec: Option<Codec>,
+        dvr: bool,
         mode: ModeView,
     ) -> ControlRegistration {
         let (tx, commands) = mpsc::channel(QUEUE);
         let entry = Arc::new(ControlEntry {
             hub: hub.clone(),
             codec,
+            dvr,
             tx,
             mode: Mutex::new(mode),
         });

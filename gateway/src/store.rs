@@ -339,7 +339,8 @@ fn inputs_json(inputs: &[InputSpec]) -> Result<String, StoreError> {
         .iter()
         .map(|i| StoredInput {
             label: i.label.clone(),
-            url: i.url.to_string(),
+            // Query secrets some cameras need stay; user info never reaches here.
+            url: i.url.unredacted(),
             priority: i.priority,
             transport: match crate::definition::transport_dto(&i.url) {
                 api_models::TransportDto::Udp => "udp",

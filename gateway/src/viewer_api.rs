@@ -1,5 +1,7 @@
-//! The viewer half of the HTTP API: sessions that watch a stream. Open to every client (the API token guards
-//! management only); a session id is a 128-bit random capability.
+//! The viewer half of the HTTP API: sessions that watch a stream. With auth on, opening a session needs a viewer
+//! token of the stream (or the admin token), and starting in the recording its DVR right; listing a stream's
+//! sessions is the admin's. A session id is a 128-bit random capability, shown only to whoever opened the session
+//! (and the admin): it alone lets a client patch, end, control or read the stats of the session.
 //!
 //! | method and path | answer |
 //! |---|---|
@@ -33,6 +35,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::access::extract::{AdminAccess, StreamAccess};
+use crate::access::Grant;
 use crate::error::{ApiJson, ApiPath, AppError};
 use crate::session_control::check_command;
 use crate::AppState;
@@ -67,8 +71,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct OpenQuery {
     /// Start in the recording at this instant (wall-clock epoch ms) instead of live.
     start_ms: Option<i64>,
-    /// WSC-RTP only: the protocol version the client speaks (1 or 2; default 1).
+    /// WSC-RTP only: the protocol version the client speaks (1 to 3; default 1). UDP media needs 3.
     version: Option<u32>,
+    /// A viewer token, for clients that cannot send `Authorization` (a browser's WebSocket).
+    #[allow(dead_code)]
+    // Read by the `StreamAccess` extractor from the raw query; here for the document.
+    token: Option<String>,
 }
 
 fn open_query(q: Result<Query<OpenQuery>, QueryRejection>) -> Result<OpenQuery, AppError> {
@@ -76,16 +84,18 @@ fn open_query(q: Result<Query<OpenQuery>, QueryRejection>) -> Result<OpenQuery, 
         .map_err(|e| AppError::BadRequest(e.body_text()))
 }
 
-/// Where a new session starts; a start in the recording is checked as a seek would be.
+/// Where a new session starts; a start in the recording needs the DVR right and is checked as a seek would be.
 async fn start_at(
     state: &AppState,
     hub: &Hub,
     start_ms: Option<i64>,
     codec: Option<sources::Codec>,
+    grant: Grant,
 ) -> Result<StartAt, AppError> {
     let Some(position_ms) = start_ms else {
         return Ok(StartAt::Live);
     };
+    grant.require_dvr()?;
     check_command(&state.playback, hub, codec, &Command::Seek { position_ms }).await?;
     Ok(StartAt::Dvr { position_ms })
 }
@@ -96,12 +106,16 @@ async fn webrtc_start_at(
     hub: &Hub,
     offer: &str,
     start_ms: Option<i64>,
+    grant: Grant,
 ) -> Result<StartAt, AppError> {
     let codec = match start_ms {
-        Some(_) => Some(state.webrtc.codec_for(hub, offer)?),
+        Some(_) => {
+            grant.require_dvr()?;
+            Some(state.webrtc.codec_for(hub, offer)?)
+        }
         None => None,
     };
-    start_at(state, hub, start_ms, codec).await
+    start_at(state, hub, start_ms, codec, grant).await
 }
 
 /// Viewer calls may come from a player page on another origin (any WHEP player): allow them, and let the page
@@ -162,9 +176,14 @@ fn location(session_id: &str) -> String {
     path = "/streams/{source_id}/wsc-rtp",
     tag = "viewers",
     params(("source_id" = String, Path, description = "Stream id"), OpenQuery),
+    security((), ("viewer_token" = [])),
     responses(
         (status = 101, description = "Switching protocols: the WSC-RTP session starts with an `init` message"),
         (status = 400, description = "Not a WebSocket upgrade request, an unknown version, or a bad start_ms",
+            body = ErrorBody),
+        (status = 401, description = "Viewer token missing, wrong (unauthorized) or expired (token_expired)",
+            body = ErrorBody),
+        (status = 403, description = "A token for another stream, or start_ms without the DVR right",
             body = ErrorBody),
         (status = 404, description = "No such stream", body = ErrorBody),
         (status = 409, description = "start_ms given and the stream has no recording", body = ErrorBody),
@@ -174,6 +193,7 @@ fn location(session_id: &str) -> String {
     )
 )]
 async fn wsc_rtp(
+    StreamAccess(grant): StreamAccess,
     State(state): State<AppState>,
     ApiPath(source_id): ApiPath<String>,
     query: Result<Query<OpenQuery>, QueryRejection>,
@@ -184,6 +204,9 @@ async fn wsc_rtp(
 ) -> Result<Response, AppError> {
     let hub = hub(&state, &source_id)?;
     let query = open_query(query)?;
+    if query.start_ms.is_some() {
+        grant.require_dvr()?;
+    }
     let ws = ws.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let version = query.version.unwrap_or(publishers::wsc::DEFAULT_VERSION);
     if !(1..=publishers::wsc::LATEST_VERSION).contains(&version) {
@@ -192,12 +215,17 @@ async fn wsc_rtp(
             publishers::wsc::LATEST_VERSION
         )));
     }
-    let at = start_at(&state, &hub, query.start_ms, None).await?;
+    let at = start_at(&state, &hub, query.start_ms, None, grant).await?;
     let permit = state.viewers.reserve()?;
     let wsc = state.wsc.clone();
-    let start = crate::wsc::WscStart { at, version };
+    let start = crate::wsc::WscStart {
+        at,
+        version,
+        dvr: grant.dvr,
+    };
     Ok(ws
-        .max_message_size(crate::wsc::MAX_CLIENT_MESSAGE)
+        .max_message_size(crate::wsc::MAX_WEBSOCKET_MESSAGE)
+        .max_frame_size(crate::wsc::MAX_WEBSOCKET_MESSAGE)
         .read_buffer_size(crate::wsc::CLIENT_READ_BUFFER)
         .on_upgrade(move |socket| crate::wsc::run_session(socket, wsc, hub, start, permit))
         .into_response())
@@ -211,10 +239,14 @@ async fn wsc_rtp(
     tag = "viewers",
     params(("source_id" = String, Path, description = "Stream id"), OpenQuery),
     request_body(content = String, content_type = "application/sdp", description = "SDP offer"),
+    security((), ("viewer_token" = [])),
     responses(
         (status = 201, description = "SDP answer", content_type = "application/sdp", body = String,
             headers(("Location" = String, description = "The session resource: PATCH (trickle ICE), DELETE"))),
         (status = 400, description = "Malformed SDP, or no video section that can receive", body = ErrorBody),
+        (status = 401, description = "Viewer token missing, wrong or expired", body = ErrorBody),
+        (status = 403, description = "A token for another stream, or start_ms without the DVR right",
+            body = ErrorBody),
         (status = 404, description = "No such stream", body = ErrorBody),
         (status = 406, description = "No codec in the offer can carry the stream; the message names what the \
             stream sends and what the offer accepts", body = ErrorBody),
@@ -225,6 +257,7 @@ async fn wsc_rtp(
     )
 )]
 async fn whep(
+    StreamAccess(grant): StreamAccess,
     State(state): State<AppState>,
     ApiPath(source_id): ApiPath<String>,
     query: Result<Query<OpenQuery>, QueryRejection>,
@@ -234,8 +267,8 @@ async fn whep(
     let hub = hub(&state, &source_id)?;
     let query = open_query(query)?;
     let offer = text_body(&headers, body, SDP)?;
-    let start = webrtc_start_at(&state, &hub, &offer, query.start_ms).await?;
-    let created = state.webrtc.create(hub, &offer, start).await?;
+    let start = webrtc_start_at(&state, &hub, &offer, query.start_ms, grant).await?;
+    let created = state.webrtc.create(hub, &offer, start, grant.dvr).await?;
     Ok((
         StatusCode::CREATED,
         [
@@ -254,10 +287,14 @@ async fn whep(
     tag = "viewers",
     params(("source_id" = String, Path, description = "Stream id")),
     request_body = WebRtcOffer,
+    security((), ("viewer_token" = [])),
     responses(
         (status = 201, description = "Session created", body = WebRtcAnswer,
             headers(("Location" = String, description = "The session resource"))),
         (status = 400, description = "Bad JSON, malformed SDP, or no video section that can receive", body = ErrorBody),
+        (status = 401, description = "Viewer token missing, wrong or expired", body = ErrorBody),
+        (status = 403, description = "A token for another stream, or start_ms without the DVR right",
+            body = ErrorBody),
         (status = 404, description = "No such stream", body = ErrorBody),
         (status = 406, description = "No codec in the offer can carry the stream", body = ErrorBody),
         (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
@@ -266,13 +303,17 @@ async fn whep(
     )
 )]
 async fn create_webrtc(
+    StreamAccess(grant): StreamAccess,
     State(state): State<AppState>,
     ApiPath(source_id): ApiPath<String>,
     ApiJson(req): ApiJson<WebRtcOffer>,
 ) -> Result<Response, AppError> {
     let hub = hub(&state, &source_id)?;
-    let start = webrtc_start_at(&state, &hub, &req.offer, req.start_ms).await?;
-    let created = state.webrtc.create(hub, &req.offer, start).await?;
+    let start = webrtc_start_at(&state, &hub, &req.offer, req.start_ms, grant).await?;
+    let created = state
+        .webrtc
+        .create(hub, &req.offer, start, grant.dvr)
+        .await?;
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location(&created.session_id))],
@@ -284,18 +325,22 @@ async fn create_webrtc(
         .into_response())
 }
 
-/// The stream's WebRTC sessions, oldest first.
+/// The stream's WebRTC sessions, oldest first. The admin's only (when an admin token is set): a session id is the
+/// capability over its session.
 #[utoipa::path(
     get,
     path = "/streams/{source_id}/webrtc",
     tag = "viewers",
     params(("source_id" = String, Path, description = "Stream id")),
+    security((), ("admin_token" = [])),
     responses(
         (status = 200, description = "Sessions", body = Vec<WebRtcSessionView>),
+        (status = 401, description = "Admin token missing or wrong", body = ErrorBody),
         (status = 404, description = "No such stream", body = ErrorBody)
     )
 )]
 async fn list_webrtc(
+    _: AdminAccess,
     State(state): State<AppState>,
     ApiPath(source_id): ApiPath<String>,
 ) -> Result<Json<Vec<WebRtcSessionView>>, AppError> {
@@ -381,6 +426,7 @@ async fn session_stats(
     responses(
         (status = 200, description = "The session's new mode", body = SessionModeView),
         (status = 400, description = "Bad JSON or a negative position", body = ErrorBody),
+        (status = 403, description = "The session was opened without the DVR right (forbidden)", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 409, description = "The stream has no recording (no_recording), or the recording there is in a \
             codec the session did not negotiate (codec_not_negotiated)", body = ErrorBody),
@@ -427,6 +473,7 @@ async fn go_live(
     responses(
         (status = 200, description = "The session's new mode", body = SessionModeView),
         (status = 400, description = "Bad JSON, or a speed outside 0.25 to 8", body = ErrorBody),
+        (status = 403, description = "The session was opened without the DVR right (forbidden)", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody)
     )
 )]
@@ -446,6 +493,7 @@ async fn set_speed(
     params(("session_id" = String, Path, description = "Session id")),
     responses(
         (status = 200, description = "The session's new mode", body = SessionModeView),
+        (status = 403, description = "The session was opened without the DVR right (forbidden)", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody)
     )
 )]
@@ -464,6 +512,7 @@ async fn pause(
     params(("session_id" = String, Path, description = "Session id")),
     responses(
         (status = 200, description = "The session's new mode", body = SessionModeView),
+        (status = 403, description = "The session was opened without the DVR right (forbidden)", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 503, description = "MAX_SESSIONS reached (a DVR player counts as a viewer)", body = ErrorBody)
     )

@@ -220,8 +220,8 @@ async fn stream_limit_is_429() {
 }
 
 #[tokio::test]
-async fn api_token_guards_management_calls_only() {
-    let gw = common::start_with(|c| c.api_token = Some("s3cr3t-token".into())).await;
+async fn admin_token_guards_management_and_stream_reads() {
+    let gw = common::start_with(|c| c.admin_token = Some("s3cr3t-token".into())).await;
     let body = dead_rtsp_stream("guarded");
     let resp = gw.post("/streams", &body).await;
     assert_eq!(resp.headers()["www-authenticate"], "Bearer");
@@ -254,8 +254,18 @@ async fn api_token_guards_management_calls_only() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 201);
-    assert_eq!(gw.get("/streams").await.status(), 200, "reads stay open");
-    assert_eq!(gw.get("/streams/guarded").await.status(), 200);
+    // Stream configurations are the admin's to read too.
+    assert_error(gw.get("/streams").await, 401, "unauthorized").await;
+    assert_error(gw.get("/streams/guarded").await, 401, "unauthorized").await;
+    let read = gw
+        .client
+        .get(gw.url("/streams/guarded"))
+        .bearer_auth("s3cr3t-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(gw.get("/health").await.status(), 200, "health stays open");
     assert_error(
         gw.patch("/streams/guarded", &json!({})).await,
         401,

@@ -4,20 +4,18 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::wsc::{next_json, open, prove, recv_rtp, server_udp, token};
 use futures::{SinkExt, StreamExt};
 use gateway::{Config, Gateway};
-use publishers::wsc::datagram::{build_proof, parse_ack, token_from_hex, ProofKind};
+use publishers::wsc::client::Step;
+use publishers::wsc::datagram::{build_proof, parse_ack, AckKind, ProofKind};
 use serde_json::{json, Value};
 use testdata::decode::{decode_rtp, receive_udp, DecodeCodec};
 use testdata::{FixtureCodec, FixtureOptions, RtspFixture};
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn gateway_with(codec: FixtureCodec) -> (RtspFixture, Gateway, tempfile::TempDir) {
     common::gateway_with_camera(FixtureOptions {
@@ -25,74 +23,6 @@ async fn gateway_with(codec: FixtureCodec) -> (RtspFixture, Gateway, tempfile::T
         ..Default::default()
     })
     .await
-}
-
-async fn open(gw: &Gateway, id: &str) -> (Ws, Value) {
-    let url = format!(
-        "{}/streams/{id}/wsc-rtp",
-        gw.base_url().replace("http://", "ws://")
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let init = next_json(&mut ws).await;
-    assert_eq!(init["type"], "init");
-    (ws, init)
-}
-
-async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("message in time")
-        {
-            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
-            Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
-fn token(init: &Value) -> [u8; 16] {
-    token_from_hex(init["token"].as_str().unwrap()).unwrap()
-}
-
-fn server_udp(init: &Value) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], init["udp_port"].as_u64().unwrap() as u16))
-}
-
-/// Proves `udp` for the session; returns once the ack arrived.
-async fn prove(udp: &UdpSocket, init: &Value) {
-    let proof = build_proof(ProofKind::Proof, &token(init));
-    let mut buf = [0u8; 2048];
-    for _ in 0..10 {
-        udp.send_to(&proof, server_udp(init)).await.unwrap();
-        if let Ok(Ok(n)) =
-            tokio::time::timeout(Duration::from_millis(500), udp.recv(&mut buf)).await
-        {
-            if parse_ack(&buf[..n]) == Some(ProofKind::Proof) {
-                return;
-            }
-        }
-    }
-    panic!("no ack");
-}
-
-/// Receives RTP datagrams until `frames` access units (marker bits) arrived.
-async fn recv_rtp(udp: &UdpSocket, frames: usize) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 2048];
-    let mut markers = 0;
-    while markers < frames {
-        let n = tokio::time::timeout(Duration::from_secs(10), udp.recv(&mut buf))
-            .await
-            .expect("RTP in time")
-            .unwrap();
-        if buf[0] >> 6 != 2 {
-            continue;
-        }
-        markers += usize::from(buf[1] & 0x80 != 0);
-        out.push(buf[..n].to_vec());
-    }
-    out
 }
 
 fn assert_decodes(codec: DecodeCodec, packets: &[Vec<u8>], frames: usize) {
@@ -242,7 +172,10 @@ async fn wrong_token_and_garbage_get_nothing_and_change_nothing() {
     let mut wrong = token(&init);
     wrong[3] ^= 0x40;
     attacker
-        .send_to(&build_proof(ProofKind::Proof, &wrong), server_udp(&init))
+        .send_to(
+            &build_proof(ProofKind::Proof, &wrong, None),
+            server_udp(&init),
+        )
         .await
         .unwrap();
     for junk in [
@@ -305,46 +238,79 @@ async fn bad_input_gets_clear_errors() {
         }
     }
     assert_eq!(codes, ["bad_json", "unknown_type"]);
-    // Oversized message: the connection is closed.
+    // Oversized message: the protocol's words, then a close frame saying "message too big".
     ws.send(Message::Text("x".repeat(10_000).into())).await.ok();
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+    let mut said = Vec::new();
+    let close = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match ws.next().await {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(Message::Text(t))) => said.push(serde_json::from_str::<Value>(&t).unwrap()),
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed in time");
+    assert_eq!(close, Some(1009));
+    let said: Vec<_> = said
+        .iter()
+        .filter(|v| v["type"] == "error" || v["type"] == "bye")
+        .collect();
+    assert_eq!(said[0]["code"], "too_large");
+    assert_eq!(*said[1], json!({"type": "bye", "reason": "protocol_error"}));
+    // Past what the WebSocket layer reads at all, the connection is dropped unread.
+    let (mut ws, _) = open(&gw, "cam").await;
+    ws.send(Message::Text("x".repeat(100_000).into()))
+        .await
+        .ok();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
                 _ => continue,
             }
         }
     })
     .await;
-    assert_eq!(closed, Ok(true));
+    assert!(ended.is_ok());
+    // The gateway goes on serving.
+    let (_ws, init) = open(&gw, "cam").await;
+    assert_eq!(init["type"], "init");
     gw.shutdown().await.unwrap();
 }
 
-/// Many viewers behind one NAT share an IP: a flood of proof guesses from that IP spends its proof budget, yet a
-/// viewer that already proved its address keeps getting its keep-alives answered (and so stays alive).
+/// The limit on control datagrams is per source address, proved or not: a flood of proofs carrying the right
+/// token from one socket gets at most 20 answers a second, and a viewer on another port of the same host keeps
+/// getting its keep-alives answered (viewers behind one NAT share an IP).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keepalives_of_a_proved_address_pass_a_proof_flood_from_its_ip() {
+async fn control_datagrams_are_limited_per_source_address() {
     let (_fixture, gw, _dir) = gateway_with(FixtureCodec::H264).await;
     let (_ws, init) = open(&gw, "cam").await;
     let viewer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    prove(&viewer, &init).await;
-    let neighbour = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let keepalive = build_proof(ProofKind::KeepAlive, &token(&init));
+    let mut path = prove(&viewer, &init).await;
+    let (_flooder_ws, flooder_init) = open(&gw, "cam").await;
+    let flooder = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let flood = build_proof(ProofKind::Proof, &token(&flooder_init), None);
     let mut buf = [0u8; 2048];
-    for round in 0..5 {
-        for guess in 0..50u8 {
-            let mut wrong = token(&init);
-            wrong[0] ^= guess | 1;
-            neighbour
-                .send_to(&build_proof(ProofKind::Proof, &wrong), server_udp(&init))
+    let mut answered = 0;
+    for round in 0..3 {
+        let sent_at = Instant::now();
+        for _ in 0..101 {
+            flooder
+                .send_to(&flood, server_udp(&flooder_init))
                 .await
                 .unwrap();
         }
-        viewer.send_to(&keepalive, server_udp(&init)).await.unwrap();
+        viewer
+            .send_to(&path.keepalive(), server_udp(&init))
+            .await
+            .unwrap();
         let acked = tokio::time::timeout(Duration::from_millis(500), async {
             loop {
                 let n = viewer.recv(&mut buf).await.unwrap();
-                if parse_ack(&buf[..n]) == Some(ProofKind::KeepAlive) {
+                if path.on_answer(&buf[..n]) == Some(Step::ConsentRenewed) {
                     return;
                 }
             }
@@ -354,7 +320,77 @@ async fn keepalives_of_a_proved_address_pass_a_proof_flood_from_its_ip() {
             acked.is_ok(),
             "round {round}: the keep-alive went unanswered"
         );
+        // Count what the flood drew, then let the second end before the next round.
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(200), flooder.recv(&mut buf)).await
+        {
+            assert_eq!(
+                parse_ack(&buf[..n]).map(|a| a.kind),
+                Some(AckKind::Challenge)
+            );
+            answered += 1;
+        }
+        tokio::time::sleep_until((sent_at + Duration::from_millis(1100)).into()).await;
     }
+    assert!(
+        answered <= 3 * 21,
+        "{answered} answers to 303 proofs in 3 s"
+    );
+    assert!(
+        answered >= 3,
+        "the flooder's first proofs are still answered"
+    );
+    gw.shutdown().await.unwrap();
+}
+
+/// A version 1 client (no `version` parameter) keeps working, over the WebSocket: it is told so at once, and
+/// its UDP proofs (the 24-byte layout) draw no answer and no media.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_1_clients_get_the_websocket_at_once() {
+    let (_fixture, gw, _dir) = gateway_with(FixtureCodec::H264).await;
+    let url = format!(
+        "{}/streams/cam/wsc-rtp",
+        gw.base_url().replace("http://", "ws://")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let t0 = Instant::now();
+    let init = next_json(&mut ws).await;
+    assert_eq!(init["version"], 1);
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut v1 = [0u8; 24];
+    v1[..6].copy_from_slice(b"WSCP\x01\x01");
+    v1[8..].copy_from_slice(&token(&init));
+    udp.send_to(&v1, server_udp(&init)).await.unwrap();
+    let mut packets = Vec::new();
+    let mut transport = None;
+    while packets.len() < 20 {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Binary(b))) => packets.push(b.to_vec()),
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "transport" {
+                    transport = Some((v, t0.elapsed()));
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let (transport, after) = transport.expect("a transport message");
+    assert_eq!(transport["mode"], "websocket");
+    assert!(
+        after < Duration::from_secs(1),
+        "told after {after:?}, not after the proof timeout"
+    );
+    let mut buf = [0u8; 2048];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), udp.recv(&mut buf))
+            .await
+            .is_err(),
+        "the version 1 proof drew a datagram"
+    );
     gw.shutdown().await.unwrap();
 }
 
@@ -455,5 +491,64 @@ async fn max_sessions_is_enforced_with_a_clear_error() {
     }
     let (_c, init) = open(&gw, "cam").await;
     assert_eq!(init["type"], "init");
+    gw.shutdown().await.unwrap();
+}
+
+/// A proved client floods its own session for 3 s: every 10 ms an RTCP NACK naming 544 packets (~140 bytes) and
+/// a PLI. Retransmissions stay within a quarter of the new media plus one saved-up burst, and keyframe restarts
+/// within one per 500 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nack_and_pli_floods_draw_bounded_bytes() {
+    let (_fixture, gw, _dir) = gateway_with(FixtureCodec::H264).await;
+    let (ws, init) = open(&gw, "cam").await;
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    prove(&udp, &init).await;
+    let ssrc = init["ssrc"].as_u64().unwrap() as u32;
+    let first = recv_rtp(&udp, 1).await;
+    let mut newest = u16::from_be_bytes([first[0][2], first[0][3]]);
+    let mut seen = std::collections::HashSet::new();
+    let (mut new_bytes, mut resent_bytes, mut keyframes) = (0u64, 0u64, 0u32);
+    let mut pli = vec![0x81, 206, 0, 2];
+    pli.extend_from_slice(&[0, 0, 0, 1]);
+    pli.extend_from_slice(&ssrc.to_be_bytes());
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut buf = vec![0u8; 2048];
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        tokio::select! {
+            _ = tick.tick() => {
+                let seqs: Vec<u16> = (0..544u16).rev().map(|k| newest.wrapping_sub(k)).collect();
+                udp.send_to(&wsc_rtp_client::build_nack(ssrc, &seqs), server_udp(&init)).await.unwrap();
+                udp.send_to(&pli, server_udp(&init)).await.unwrap();
+            }
+            r = udp.recv(&mut buf) => {
+                let n = r.unwrap();
+                if buf[0] >> 6 != 2 {
+                    continue;
+                }
+                let seq = u16::from_be_bytes([buf[2], buf[3]]);
+                if seen.insert(seq) {
+                    new_bytes += n as u64;
+                    newest = seq;
+                    // A restart at a keyframe begins with the SPS.
+                    keyframes += u32::from(buf[12] & 0x1f == 7);
+                } else {
+                    resent_bytes += n as u64;
+                }
+            }
+        }
+    }
+    drop(ws);
+    println!(
+        "3 s of floods: {new_bytes} new bytes, {resent_bytes} resent, {keyframes} keyframe starts"
+    );
+    assert!(resent_bytes > 0, "the NACKs were read");
+    assert!(
+        resent_bytes <= new_bytes / 4 + publishers::viewer::REPAIR_BURST_BYTES + 16 * 1024,
+        "{resent_bytes} bytes resent for {new_bytes} new"
+    );
+    // Restarts at most every 500 ms (7 in 3 s counting both ends), plus the camera's own keyframes (GOP 1 s in the
+    // fixture: 4 at most); 300 PLIs would otherwise have drawn 300.
+    assert!(keyframes <= 7 + 4, "{keyframes} keyframes in 3 s");
     gw.shutdown().await.unwrap();
 }

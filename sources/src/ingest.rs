@@ -166,6 +166,27 @@ async fn open_until_keyframe(
     }
 }
 
+/// Host and port of an RTSP input, for the cheap reachability check (none for the test pattern).
+fn port_of(url: &InputUrl) -> Option<(String, u16)> {
+    let InputUrl::Rtsp { url, .. } = url else {
+        return None;
+    };
+    let default = if url.scheme() == "rtsps" { 322 } else { 554 };
+    Some((url.host_str()?.to_owned(), url.port().unwrap_or(default)))
+}
+
+/// How long a port check may take; a camera that doesn't complete a TCP handshake in this time counts as away.
+const PORT_CHECK_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// True when a TCP connection to `addr` opens (and is closed at once): the camera's RTSP port is listening.
+async fn port_answers((host, port): (String, u16)) -> bool {
+    let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+    matches!(
+        tokio::time::timeout(PORT_CHECK_TIMEOUT, connect).await,
+        Ok(Ok(_))
+    )
+}
+
 fn wall_now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -203,13 +224,18 @@ impl Ingest {
         cancel: CancellationToken,
     ) -> Self {
         let priorities: Vec<i32> = opts.inputs.iter().map(|i| i.priority).collect();
+        let checkable: Vec<bool> = opts
+            .inputs
+            .iter()
+            .map(|i| port_of(&i.url).is_some())
+            .collect();
         let policy = FailoverPolicy {
             retry_primary_after: opts.retry_primary_after,
             ..Default::default()
         };
         Ingest {
             force_tcp: vec![false; opts.inputs.len()],
-            planner: FailoverPlanner::new(&priorities, policy),
+            planner: FailoverPlanner::new(&priorities, policy).with_port_checks(&checkable),
             stream_id,
             opts,
             sink,
@@ -270,11 +296,9 @@ impl Ingest {
             return;
         }
         loop {
-            let attempt = self.planner.next_attempt(Instant::now());
-            if !self.wait_showing_slate(attempt.at).await {
+            let Some(i) = self.wait_for_attempt().await else {
                 return;
-            }
-            let i = attempt.input;
+            };
             let label = self.opts.inputs[i].label.clone();
             debug!(stream = %self.stream_id, input = %label, url = %self.input_url(i), "opening input");
             let open = self.open(i);
@@ -289,6 +313,42 @@ impl Ingest {
                     }
                 }
                 Err(e) => self.input_failed(i, e).await,
+            }
+        }
+    }
+
+    /// Waits (showing the slate) until the planner wants an input opened, checking waiting inputs' ports
+    /// meanwhile so a camera that comes back is noticed before its back-off ends. `None` if cancelled.
+    async fn wait_for_attempt(&mut self) -> Option<usize> {
+        loop {
+            let now = Instant::now();
+            let attempt = self.planner.next_attempt(now);
+            if attempt.at <= now {
+                return Some(attempt.input);
+            }
+            let check = self
+                .planner
+                .next_port_check(now)
+                .filter(|&(_, at)| at < attempt.at);
+            let Some((i, at)) = check else {
+                if !self.wait_showing_slate(attempt.at).await {
+                    return None;
+                }
+                continue;
+            };
+            if !self.wait_showing_slate(at).await {
+                return None;
+            }
+            let Some(addr) = port_of(&self.opts.inputs[i].url) else {
+                continue;
+            };
+            let open = tokio::select! {
+                open = port_answers(addr) => open,
+                () = self.slate_until_cancelled() => return None,
+            };
+            if self.planner.on_port_check(i, Instant::now(), open) {
+                let label = &self.opts.inputs[i].label;
+                debug!(stream = %self.stream_id, input = %label, "port answers again; reconnecting now");
             }
         }
     }

@@ -2,7 +2,9 @@
 //!
 //! Accepted schemes: `rtsp://`, `rtsps://` and `testsrc://` (the built-in test pattern, for example
 //! `testsrc://?width=1280&height=720&fps=30&gop=60&codec=h264`). Credentials written inside an RTSP URL are moved
-//! out of it into [`Credentials`], so the URL can be shown and logged.
+//! out of it into [`Credentials`], so the URL can be shown and logged. Credentials some cameras take in the query
+//! (`?user=admin&password=…`) must stay in the URL the camera is asked for; `Display` and `Debug` show their
+//! values as `***`, and only [`InputUrl::unredacted`] gives them (to the database and the RTSP client).
 
 use std::fmt;
 
@@ -77,8 +79,9 @@ impl Default for TestPatternOptions {
     }
 }
 
-/// Where an input reads from. Never holds credentials.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where an input reads from. Holds no user info; secrets in an RTSP URL's query are hidden by `Display` and
+/// `Debug`.
+#[derive(Clone, PartialEq, Eq)]
 pub enum InputUrl {
     Rtsp { url: Url, transport: Transport },
     TestPattern(TestPatternOptions),
@@ -99,11 +102,12 @@ impl InputUrl {
                 let creds = if url.username().is_empty() && url.password().is_none() {
                     None
                 } else {
+                    // User info is percent-encoded (RFC 3986 §3.2.1), not form-encoded: `+` stays a plus and
+                    // `&` is an ordinary character.
                     let decode = |s: &str| {
-                        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                            .next()
-                            .map(|(_, v)| v.into_owned())
-                            .unwrap_or_default()
+                        percent_encoding::percent_decode_str(s)
+                            .decode_utf8_lossy()
+                            .into_owned()
                     };
                     Some(Credentials {
                         username: decode(url.username()),
@@ -119,13 +123,54 @@ impl InputUrl {
             other => Err(InputError::BadScheme(other.to_owned())),
         }
     }
+
+    /// The URL with its query secrets, as the camera must be asked for it: for the database and the RTSP client
+    /// only, never for an API response or a log line (use `Display` there).
+    pub fn unredacted(&self) -> String {
+        match self {
+            InputUrl::Rtsp { url, .. } => url.as_str().to_owned(),
+            InputUrl::TestPattern(_) => self.to_string(),
+        }
+    }
 }
 
-/// Shows the URL as the user could type it back, without credentials.
+/// Query keys whose values are secrets, matched as case-insensitive substrings: `user`/`password` (many
+/// cameras), Foscam's `loginuse`/`loginpas`, `pwd`, `token`, `auth`, `key`, signatures.
+const SECRET_QUERY_KEYS: &[&str] = &[
+    "user", "usr", "pass", "pwd", "psw", "login", "token", "secret", "auth", "key", "sig", "cred",
+    "account",
+];
+
+fn is_secret_key(raw_key: &str) -> bool {
+    let key = percent_encoding::percent_decode_str(raw_key)
+        .decode_utf8_lossy()
+        .to_ascii_lowercase();
+    SECRET_QUERY_KEYS.iter().any(|s| key.contains(s))
+}
+
+/// `url` with the value of every secret query key replaced by `***`; everything else byte for byte.
+fn redacted(url: &Url) -> String {
+    let Some(query) = url.query() else {
+        return url.as_str().to_owned();
+    };
+    let shown: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if is_secret_key(k) => format!("{k}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    let mut base = url.clone();
+    base.set_query(None);
+    base.set_fragment(None);
+    format!("{base}?{}", shown.join("&"))
+}
+
+/// Shows the URL as the user could type it back, without credentials (query secrets as `***`).
 impl fmt::Display for InputUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            InputUrl::Rtsp { url, .. } => f.write_str(url.as_str()),
+            InputUrl::Rtsp { url, .. } => f.write_str(&redacted(url)),
             InputUrl::TestPattern(o) => write!(
                 f,
                 "testsrc://?codec={}&width={}&height={}&fps={}&gop={}&bitrate_kbps={}",
@@ -136,6 +181,20 @@ impl fmt::Display for InputUrl {
                 o.gop,
                 o.bitrate_kbps
             ),
+        }
+    }
+}
+
+/// As `Display`: no secret ever reaches a log through `{:?}`.
+impl fmt::Debug for InputUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputUrl::Rtsp { url, transport } => f
+                .debug_struct("Rtsp")
+                .field("url", &redacted(url))
+                .field("transport", transport)
+                .finish(),
+            InputUrl::TestPattern(o) => f.debug_tuple("TestPattern").field(o).finish(),
         }
     }
 }
@@ -203,6 +262,49 @@ mod tests {
             ("admin", "p@ss")
         );
         assert!(!format!("{c:?}").contains("p@ss"));
+    }
+
+    #[test]
+    fn userinfo_is_percent_decoded_not_form_decoded() {
+        // `+` stays a plus, `&` and a raw `%` that starts no escape are ordinary, `%25`/`%40` decode, and the
+        // last `@` ends the user info.
+        for (raw, want) in [
+            ("rtsp://u:p+ss@10.0.0.5/s", "p+ss"),
+            ("rtsp://u:a&b=c@10.0.0.5/s", "a&b=c"),
+            ("rtsp://u:50%25off@10.0.0.5/s", "50%off"),
+            ("rtsp://u:100%@10.0.0.5/s", "100%"),
+            ("rtsp://u:p@ss@10.0.0.5/s", "p@ss"),
+            ("rtsp://u:%2B%26%25%40@10.0.0.5/s", "+&%@"),
+        ] {
+            let (u, c) = InputUrl::parse(raw, Transport::Tcp).unwrap();
+            assert_eq!(c.unwrap().password, want, "{raw}");
+            assert_eq!(u.to_string(), "rtsp://10.0.0.5/s");
+        }
+        let (_, c) = InputUrl::parse("rtsp://first+last:x@10.0.0.5/s", Transport::Tcp).unwrap();
+        assert_eq!(c.unwrap().username, "first+last");
+    }
+
+    #[test]
+    fn query_secrets_are_hidden_but_kept() {
+        let raw = "rtsp://10.0.0.5:554/live?channel=1&user=admin&password=hunter2&LoginPas=x%26y&subtype=0";
+        let (u, c) = InputUrl::parse(raw, Transport::Tcp).unwrap();
+        assert!(c.is_none());
+        let shown = u.to_string();
+        assert_eq!(
+            shown,
+            "rtsp://10.0.0.5:554/live?channel=1&user=***&password=***&LoginPas=***&subtype=0"
+        );
+        let debug = format!("{u:?}");
+        for secret in ["admin", "hunter2", "x%26y"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert_eq!(u.unredacted(), raw, "the camera still gets them");
+        assert_eq!(
+            InputUrl::parse(&u.unredacted(), Transport::Tcp).unwrap().0,
+            u
+        );
+        let (plain, _) = InputUrl::parse("rtsp://10.0.0.5/cam?channel=2", Transport::Tcp).unwrap();
+        assert_eq!(plain.to_string(), "rtsp://10.0.0.5/cam?channel=2");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod depacketize;
 pub mod reorder;
+mod tls;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use publishers::wsc::datagram::{build_proof, is_control, parse_ack, token_from_hex, ProofKind};
+use publishers::wsc::client::{ClientPath, Step};
+use publishers::wsc::datagram::{is_control, token_from_hex};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use tokio::net::UdpSocket;
@@ -37,9 +39,9 @@ pub struct ClientOptions {
     pub drop_percent: u8,
     /// Where the Annex-B stream goes.
     pub output: Option<Box<dyn Write + Send>>,
-    /// Start in the recording at this instant (wall-clock epoch ms): a version 2 session.
+    /// Start in the recording at this instant (wall-clock epoch ms).
     pub start_ms: Option<i64>,
-    /// Playback speed asked for right after `init` (version 2).
+    /// Playback speed asked for right after `init`.
     pub speed: Option<f64>,
 }
 
@@ -61,13 +63,15 @@ pub struct ClientStats {
     pub modes: Vec<Value>,
 }
 
-/// The session URL with the query a version 2 session needs, if any.
+/// The protocol version this client speaks.
+const VERSION: u64 = 3;
+/// Proofs are repeated this often until one is accepted (WSC-RTP-PROTOCOL.md §3.1).
+const PROOF_EVERY: Duration = Duration::from_millis(500);
+
+/// The session URL with the version this client speaks and where to start.
 fn session_url(opts: &ClientOptions) -> String {
-    if opts.start_ms.is_none() && opts.speed.is_none() {
-        return opts.url.clone();
-    }
     let sep = if opts.url.contains('?') { '&' } else { '?' };
-    let mut url = format!("{}{sep}version=2", opts.url);
+    let mut url = format!("{}{sep}version={VERSION}", opts.url);
     if let Some(t) = opts.start_ms {
         url.push_str(&format!("&start_ms={t}"));
     }
@@ -100,16 +104,51 @@ pub fn build_nack(media_ssrc: u32, seqs: &[u16]) -> Vec<u8> {
     p
 }
 
+/// How to reach a gateway that wants more than a plain `ws://` URL.
+#[derive(Clone, Debug, Default)]
+pub struct Connect {
+    /// PEM file of CA certificates to trust for `wss://`, beside the system's (a self-signed gateway).
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Viewer token sent as `Authorization: Bearer` (the `token` query parameter works too).
+    pub bearer: Option<String>,
+}
+
 /// Runs a session until the frame or time limit, or until the server ends it.
-pub async fn run(mut opts: ClientOptions) -> anyhow::Result<ClientStats> {
+pub async fn run(opts: ClientOptions) -> anyhow::Result<ClientStats> {
+    run_with(opts, &Connect::default()).await
+}
+
+/// [`run`], with a CA certificate for `wss://` and/or a bearer token.
+pub async fn run_with(mut opts: ClientOptions, connect: &Connect) -> anyhow::Result<ClientStats> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let started = Instant::now();
     let url = session_url(&opts);
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .with_context(|| format!("connecting {url}"))?;
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .with_context(|| format!("bad URL {url}"))?;
+    if let Some(token) = &connect.bearer {
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}")
+                .parse()
+                .context("the token is not a header value")?,
+        );
+    }
+    let connector = if url.starts_with("wss://") {
+        Some(tokio_tungstenite::Connector::Rustls(tls::client_config(
+            connect.ca_cert.as_deref(),
+        )?))
+    } else {
+        None
+    };
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector)
+            .await
+            .with_context(|| format!("connecting {url}"))?;
     let init = next_text(&mut ws).await?;
-    if init["type"] != "init" || !matches!(init["version"].as_u64(), Some(1 | 2)) {
-        bail!("expected init version 1 or 2, got {init}");
+    if init["type"] != "init" || init["version"].as_u64() != Some(VERSION) {
+        bail!("expected init version {VERSION}, got {init}");
     }
     if let Some(speed) = opts.speed {
         ws.send(Message::Text(
@@ -133,17 +172,15 @@ pub async fn run(mut opts: ClientOptions) -> anyhow::Result<ClientStats> {
     if opts.websocket {
         ws.send(Message::Text(r#"{"type":"use_websocket"}"#.into()))
             .await?;
-    } else {
-        udp.send_to(&build_proof(ProofKind::Proof, &token), server)
-            .await?;
     }
+    let mut path = ClientPath::new(token);
+    let mut last_proof = None::<Instant>;
     let mut stats = ClientStats::default();
     let mut reorder = Reorder::default();
     let mut depay: Option<Depacketizer> = None;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let mut last_keepalive = Instant::now();
-    let mut proved = opts.websocket;
     let mut buf = vec![0u8; 2048];
     let deadline = opts.duration.map(|d| started + d);
     let mut released = Vec::new();
@@ -162,7 +199,9 @@ pub async fn run(mut opts: ClientOptions) -> anyhow::Result<ClientStats> {
                 }
                 let d = &buf[..n];
                 if is_control(d) {
-                    proved |= parse_ack(d).is_some();
+                    if let Some(Step::Reply(proof)) = path.on_answer(d) {
+                        udp.send_to(&proof, server).await?;
+                    }
                 } else {
                     incoming = Some(Bytes::copy_from_slice(d));
                 }
@@ -194,10 +233,12 @@ pub async fn run(mut opts: ClientOptions) -> anyhow::Result<ClientStats> {
             },
             _ = tick.tick() => {
                 let now = Instant::now();
-                if !proved {
-                    udp.send_to(&build_proof(ProofKind::Proof, &token), server).await?;
-                } else if !opts.websocket && stats.transport == "udp" && now - last_keepalive >= keepalive {
-                    udp.send_to(&build_proof(ProofKind::KeepAlive, &token), server).await?;
+                let proving = !opts.websocket && stats.transport.is_empty() && !path.is_proved();
+                if proving && last_proof.is_none_or(|t| now - t >= PROOF_EVERY) {
+                    udp.send_to(&path.proof(), server).await?;
+                    last_proof = Some(now);
+                } else if stats.transport == "udp" && now - last_keepalive >= keepalive {
+                    udp.send_to(&path.keepalive(), server).await?;
                     last_keepalive = now;
                 }
                 let nacks = reorder.nacks(now);

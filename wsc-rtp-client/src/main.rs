@@ -4,13 +4,14 @@
 //! wsc-rtp-client ws://127.0.0.1:8009/streams/demo/wsc-rtp -o demo.h264 --seconds 10
 //! wsc-rtp-client ws://127.0.0.1:8009/streams/demo/wsc-rtp -o - | ffplay -f h264 -
 //! wsc-rtp-client ws://127.0.0.1:8009/streams/demo/wsc-rtp --start-ms 1795000000000 --speed 4 -o rewind.h264
+//! wsc-rtp-client wss://gw.example:8009/streams/demo/wsc-rtp --token "$VIEWER_TOKEN" --ca-cert gw.pem -o demo.h264
 //! ```
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use wsc_rtp_client::{run, ClientOptions};
+use wsc_rtp_client::{run_with, ClientOptions, Connect};
 
 #[derive(Parser)]
 #[command(
@@ -35,12 +36,18 @@ struct Args {
     /// Drop this percentage of received datagrams (to watch NACK repair work)
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=90))]
     drop_percent: u8,
-    /// Start in the recording at this wall-clock instant (epoch ms) instead of live (protocol version 2)
+    /// Start in the recording at this wall-clock instant (epoch ms) instead of live
     #[arg(long)]
     start_ms: Option<i64>,
-    /// Playback speed, 0.25 to 8 (protocol version 2)
+    /// Playback speed, 0.25 to 8
     #[arg(long)]
     speed: Option<f64>,
+    /// Viewer token of a gateway with auth on (sent as `Authorization: Bearer`)
+    #[arg(long, env = "WSC_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM CA certificate to trust for wss:// beside the system's (a gateway with a self-signed certificate)
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -51,16 +58,23 @@ async fn main() -> anyhow::Result<()> {
         Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
         Some(p) => Some(Box::new(std::io::BufWriter::new(std::fs::File::create(p)?))),
     };
-    let stats = run(ClientOptions {
-        url: args.url,
-        websocket: args.websocket,
-        max_frames: args.frames,
-        duration: args.seconds.map(Duration::from_secs),
-        drop_percent: args.drop_percent,
-        output,
-        start_ms: args.start_ms,
-        speed: args.speed,
-    })
+    let connect = Connect {
+        ca_cert: args.ca_cert,
+        bearer: args.token,
+    };
+    let stats = run_with(
+        ClientOptions {
+            url: args.url,
+            websocket: args.websocket,
+            max_frames: args.frames,
+            duration: args.seconds.map(Duration::from_secs),
+            drop_percent: args.drop_percent,
+            output,
+            start_ms: args.start_ms,
+            speed: args.speed,
+        },
+        &connect,
+    )
     .await?;
     for m in &stats.modes {
         eprintln!(

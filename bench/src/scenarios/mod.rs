@@ -6,6 +6,7 @@ pub mod dvr_load;
 pub mod dvr_switch;
 pub mod ingest;
 pub mod latency;
+pub mod soak;
 pub mod ttff;
 pub mod webrtc_fanout;
 pub mod wsc_fanout;

@@ -52,6 +52,7 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         let fps = (count(&after, "frames") - count(&before, "frames")) as f64 / secs;
         let gw_loss = receiving.take_loss();
         let alive = gw.viewers("cam").await?;
+        let moved = sessions.moved_to_websocket();
         drop(sessions);
         gw.wait_viewers("cam", 0).await?;
 
@@ -73,7 +74,7 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         let raw_per = raw_cpu.as_secs_f64() / ctx.window.as_secs_f64() / n as f64 * 1e6;
         let ratio = gw_per / raw_per;
         let rss_per = usage.rss_kib.saturating_sub(idle.rss_kib) as f64 / n as f64;
-        let whole_stream = alive == n as u64 && skipped == 0;
+        let whole_stream = alive == n as u64 && skipped == 0 && moved == 0;
         // One receiver's RSS delta is the allocator growing its pools, not a receiver's cost: memory is judged
         // from 100 receivers up.
         let memory_ok = n < 100 || rss_per < 64.0;
@@ -93,7 +94,8 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         r.ratio = Some(ratio);
         r.note = format!(
             "camera {fps:.1} fps, {pps:.0} packets/s of {size} B per receiver; {skipped} frames skipped for lagging receivers \
-             (summed over receivers); {alive} of {n} sessions alive at the end; {sampled} receivers read; sessions opened in \
+             (summed over receivers); {alive} of {n} sessions alive at the end, {moved} moved off UDP (consent lost); \
+             {sampled} receivers read; sessions opened in \
              {open_secs:.1} s"
         );
         rows.push(r);

@@ -130,12 +130,14 @@ impl WebRtcService {
         Ok(params.codec)
     }
 
-    /// Answers `offer` for a viewer of `hub`'s stream and starts the session, live or at `start`.
+    /// Answers `offer` for a viewer of `hub`'s stream and starts the session, live or at `start`; `dvr` says
+    /// whether it may later leave live (the opener's right).
     pub async fn create(
         self: &Arc<Self>,
         hub: Hub,
         offer: &str,
         start: StartAt,
+        dvr: bool,
     ) -> Result<Created, WebRtcError> {
         let arrived = Instant::now();
         let stream_id = hub.stream_id().to_owned();
@@ -188,7 +190,9 @@ impl WebRtcService {
         opts.history_packets = 0;
         opts.codec = Some(codec);
         let core = ViewerCore::new(Instant::now(), opts, start);
-        let control = self.controls.register(&id, &hub, Some(codec), core.mode());
+        let control = self
+            .controls
+            .register(&id, &hub, Some(codec), dvr, core.mode());
         let task = SessionTask {
             service: self.clone(),
             session_id: id.clone(),

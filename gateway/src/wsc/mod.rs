@@ -17,8 +17,12 @@ use crate::viewers::ViewerBudget;
 pub use session_task::{run as run_session, WscStart};
 use udp::WscUdp;
 
-/// Largest WebSocket message a client may send; longer ones end the session (close 1009).
+/// Largest WebSocket message a client may send (the session's own limit, `WscOptions::max_text_len`); a longer
+/// one is answered with `error too_large` and `bye`, then close 1009.
 pub const MAX_CLIENT_MESSAGE: usize = 4096;
+/// Largest message the WebSocket layer reads at all. Between [`MAX_CLIENT_MESSAGE`] and this the session says
+/// why it closes; beyond it the connection is dropped unread, so a client can't make the gateway buffer more.
+pub const MAX_WEBSOCKET_MESSAGE: usize = 16 * MAX_CLIENT_MESSAGE;
 /// Bytes read from a client's WebSocket per attempt. The WebSocket layer zero-fills this much of its buffer on
 /// every read attempt, and the session task attempts one per hub frame: its 128 KiB default cost more CPU than
 /// the media itself at 500 viewers (memset was 9.5 % of the gateway's samples) and 128 KiB of memory per viewer.
@@ -45,6 +49,7 @@ impl WscService {
         let udp = WscUdp::bind(bind).await?;
         let options = WscOptions {
             udp_port: udp.local_addr()?.port(),
+            max_text_len: MAX_CLIENT_MESSAGE,
             ..WscOptions::default()
         };
         tokio::spawn(udp.clone().run());

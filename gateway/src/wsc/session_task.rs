@@ -95,6 +95,8 @@ impl OutgoingDatagrams {
 pub struct WscStart {
     pub at: StartAt,
     pub version: u32,
+    /// Opened with the DVR right (`access`): may leave live.
+    pub dvr: bool,
 }
 
 /// Checks a command against the recordings and readies the input it needs; the error's code and words if not.
@@ -125,6 +127,7 @@ pub async fn run(
         initial_seq: rand::random(),
         stream_name: hub.stream_id().to_owned(),
         version: start.version,
+        nonce_seed: rand::random(),
     };
     let session_id = identity.session_id.clone();
     let token = identity.token;
@@ -147,7 +150,7 @@ pub async fn run(
     );
     let mut control = svc
         .controls
-        .register(&session_id, &hub, None, session.mode());
+        .register(&session_id, &hub, None, start.dvr, session.mode());
     let (mut ws_tx, mut ws_rx) = socket.split();
     let mut state_poll = tokio::time::interval(STATE_POLL);
     debug!(stream = %hub.stream_id(), "WSC-RTP session started");

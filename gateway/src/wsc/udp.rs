@@ -24,7 +24,8 @@ use super::gso::Datagram;
 pub const INBOX_DATAGRAMS: usize = 64;
 /// Receive and send buffer asked of the kernel for the shared socket.
 const SOCKET_BUFFER: usize = 4 << 20;
-/// Control datagrams processed per second and source IP, from addresses that have not proved a token yet.
+/// Control datagrams processed per second and source address (WSC-RTP-PROTOCOL.md §3.1). A client sends one
+/// keep-alive each 5 s and a few proofs at start, so only a flood reaches it.
 const PROOFS_PER_SECOND: u32 = 20;
 
 pub type Inbox = mpsc::Receiver<(SocketAddr, Bytes)>;
@@ -79,13 +80,19 @@ impl WscUdp {
         rx
     }
 
-    /// Routes datagrams from `addr` (RTCP) to the session that proved it.
-    pub fn set_peer(&self, token: [u8; 16], addr: SocketAddr) {
+    /// Routes datagrams from `addr` (RTCP) to the session that proved it; `None` when its consent ran out.
+    pub fn set_peer(&self, token: [u8; 16], addr: Option<SocketAddr>) {
         let mut r = self.routes.lock();
-        if let Some(old) = r.addr_of.insert(token, addr) {
+        let old = match addr {
+            Some(addr) => r.addr_of.insert(token, addr),
+            None => r.addr_of.remove(&token),
+        };
+        if let Some(old) = old {
             r.by_addr.remove(&old);
         }
-        r.by_addr.insert(addr, token);
+        if let Some(addr) = addr {
+            r.by_addr.insert(addr, token);
+        }
     }
 
     /// Forgets a session: no datagram reaches it any more, and its address is free.
@@ -124,11 +131,9 @@ impl WscUdp {
             };
             let data = &buf[..n];
             let target = if is_control(data) {
-                // The limit is on guessing from unproven addresses. An address that already proved a token is
-                // not held to it: every viewer behind one NAT shares an IP, and their keep-alives alone would
-                // exceed it (100 viewers at one each 5 s) and time out sessions that did nothing wrong.
-                let proven = self.routes.lock().by_addr.contains_key(&from);
-                if !proven && !limiter.allow(from.ip(), Instant::now()) {
+                // Every source address is held to the limit, proved or not: a proved address is no more trusted
+                // to flood than another (viewers behind one NAT each have their own port).
+                if !limiter.allow(from, Instant::now()) {
                     continue;
                 }
                 let Some(proof) = parse_proof(data) else {

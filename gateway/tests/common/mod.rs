@@ -11,7 +11,9 @@
 
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
+pub mod browser;
 pub mod recording;
+pub mod wsc;
 
 use std::time::{Duration, Instant};
 

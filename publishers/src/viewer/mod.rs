@@ -17,6 +17,7 @@
 mod clock;
 mod control;
 mod pacer;
+mod repair;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub use control::{
     ModeView, KEYFRAMES_ONLY_ABOVE, SPEED_RANGE,
 };
 use pacer::{Paced, Pacer};
+use repair::RepairBudget;
+pub use repair::REPAIR_BURST_BYTES;
 
 use crate::retransmit::{Feedback, SendHistory};
 use crate::rtp_out::{OutPacket, RtpOutput};
@@ -103,6 +106,9 @@ pub struct ViewerStats {
     pub bytes_sent: u64,
     pub frames_sent: u64,
     pub retransmitted: u64,
+    pub retransmitted_bytes: u64,
+    /// NACKed packets held but not resent: over the repair budget.
+    pub repairs_refused: u64,
     pub nack_requests: u64,
     pub keyframe_requests: u64,
     pub keyframe_requests_answered: u64,
@@ -129,6 +135,7 @@ pub struct ViewerCore {
     rtp: RtpOutput,
     clock: MediaClock,
     history: Option<SendHistory>,
+    repair: RepairBudget,
     pacer: Pacer,
     /// Whether the transport can carry media (a WSC-RTP path is known, a WebRTC connection is up).
     ready: bool,
@@ -152,6 +159,7 @@ impl ViewerCore {
             rtp: RtpOutput::new(opts.ssrc, opts.payload_type, opts.initial_seq),
             clock: MediaClock::default(),
             history: (opts.history_packets > 0).then(|| SendHistory::new(opts.history_packets)),
+            repair: RepairBudget::default(),
             pacer: Pacer::new(opts.pace_frames),
             ready: false,
             pending: Vec::new(),
@@ -549,8 +557,10 @@ impl ViewerCore {
         self.rtp.write_frame(f, timestamp, &mut packets);
         self.stats.frames_sent += 1;
         for p in packets.drain(..) {
+            let bytes = 12 + p.payload.len() as u64;
             self.stats.packets_sent += 1;
-            self.stats.bytes_sent += 12 + p.payload.len() as u64;
+            self.stats.bytes_sent += bytes;
+            self.repair.earn(bytes);
             if let Some(h) = &mut self.history {
                 h.push(p.clone());
             }
@@ -580,7 +590,13 @@ impl ViewerCore {
             }
             seen.push(s);
             if let Some(p) = history.get(s) {
+                let bytes = 12 + p.payload.len() as u64;
+                if !self.repair.spend(bytes) {
+                    self.stats.repairs_refused += 1;
+                    continue;
+                }
                 self.stats.retransmitted += 1;
+                self.stats.retransmitted_bytes += bytes;
                 self.out.push_back(ViewerOutput::Resend(p.clone()));
             }
         }

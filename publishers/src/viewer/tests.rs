@@ -499,3 +499,58 @@ fn a_new_run_of_the_live_stream_rebases_on_the_wall_clock() {
     );
     v.check_stream();
 }
+
+#[test]
+fn a_nack_flood_draws_at_most_a_quarter_of_the_media_and_one_burst() {
+    // 25 fps of 20 packets of 1188-byte payloads: 4.8 Mbit/s.
+    let big = |i: i64| {
+        let mut f = hf(i % 50 == 0, i * 3600, 20);
+        for p in &mut f.packets {
+            p.payload = bytes::Bytes::from(vec![0x41; 1188]);
+        }
+        Arc::new(f)
+    };
+    let mut v = Viewer::new(StartAt::Live, 0);
+    let gen = v.gen();
+    let (mut sent_bytes, mut resent_bytes, mut first_answer) = (0u64, 0u64, None);
+    for i in 0..100 {
+        v.core.handle_frame(v.now, gen, big(i));
+        // Every 20 ms, a NACK naming every packet sent so far (the whole history): ~2 KB of RTCP each time.
+        for _ in 0..2 {
+            let first = v.sent.first().map_or(0, |p| p.seq);
+            let all: Vec<u16> = (0..v.sent.len().min(512) as u16)
+                .map(|k| first.wrapping_add(v.sent.len().saturating_sub(512) as u16 + k))
+                .collect();
+            v.core.handle_feedback(v.now, Feedback::Nack(all));
+            let mut answer = 0;
+            while let Some(o) = v.core.poll_output() {
+                match o {
+                    ViewerOutput::Packet(p) => {
+                        sent_bytes += 12 + p.payload.len() as u64;
+                        v.sent.push(p);
+                    }
+                    ViewerOutput::Resend(p) => answer += 12 + p.payload.len() as u64,
+                    _ => {}
+                }
+            }
+            first_answer.get_or_insert(answer);
+            resent_bytes += answer;
+            v.advance(20 * MS);
+        }
+    }
+    let first_answer = first_answer.unwrap();
+    assert!(
+        first_answer <= REPAIR_BURST_BYTES,
+        "one NACK drew {first_answer} bytes"
+    );
+    assert!(
+        resent_bytes <= sent_bytes / 4 + REPAIR_BURST_BYTES,
+        "{resent_bytes} bytes resent for {sent_bytes} sent"
+    );
+    assert!(
+        resent_bytes >= sent_bytes / 5,
+        "repair still works: {resent_bytes} of {sent_bytes}"
+    );
+    assert_eq!(v.core.stats().retransmitted_bytes, resent_bytes);
+    assert!(v.core.stats().repairs_refused > 0);
+}

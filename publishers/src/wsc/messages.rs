@@ -10,13 +10,16 @@ pub enum ServerMessage {
     Init {
         version: u32,
         session_id: String,
-        token: String,
+        token: TokenHex,
         udp_port: u16,
         ssrc: u32,
         payload_type: u8,
         proof_timeout_ms: u64,
         keepalive_interval_ms: u64,
         idle_timeout_ms: u64,
+        /// Version 3: media over UDP stops this long after the last keep-alive with a good echo.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        consent_timeout_ms: Option<u64>,
     },
     Sdp {
         sdp: String,
@@ -56,6 +59,18 @@ pub enum ServerMessage {
     Bye {
         reason: ByeReason,
     },
+}
+
+/// The session token as `init` carries it (32 hex characters). It steers the session's UDP media, so `Debug`
+/// never shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TokenHex(pub String);
+
+impl std::fmt::Debug for TokenHex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenHex(<redacted>)")
+    }
 }
 
 /// Client → server.

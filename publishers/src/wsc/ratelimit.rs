@@ -1,8 +1,9 @@
-//! Sans-IO per-source rate limit for WSC-RTP proof datagrams: a token bucket per IP address, so a flood of
-//! guesses from one host costs the server little and can't crowd out other clients' proofs.
+//! Sans-IO per-source rate limit for WSC-RTP control datagrams: a token bucket per source address (IP and port),
+//! so a flood of guesses from one socket costs the server little and can't crowd out other clients' proofs.
+//! Per address, not per IP: every viewer behind one NAT shares an IP, each with its own port.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 /// Source addresses tracked at most; the idle ones are forgotten first when full.
@@ -14,11 +15,11 @@ struct Bucket {
     at: Instant,
 }
 
-/// Allows `rate` datagrams a second per source IP, in bursts of up to `rate`.
+/// Allows `rate` datagrams a second per source address, in bursts of up to `rate`.
 #[derive(Debug)]
 pub struct ProofRateLimiter {
     rate: f64,
-    buckets: HashMap<IpAddr, Bucket>,
+    buckets: HashMap<SocketAddr, Bucket>,
 }
 
 impl ProofRateLimiter {
@@ -29,9 +30,9 @@ impl ProofRateLimiter {
         }
     }
 
-    /// True if a datagram from `ip` at `now` may be processed.
-    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
-        if self.buckets.len() >= MAX_SOURCES && !self.buckets.contains_key(&ip) {
+    /// True if a datagram from `from` at `now` may be processed.
+    pub fn allow(&mut self, from: SocketAddr, now: Instant) -> bool {
+        if self.buckets.len() >= MAX_SOURCES && !self.buckets.contains_key(&from) {
             let rate = self.rate;
             // A full bucket is an idle source: nothing lost by forgetting it.
             self.buckets.retain(|_, b| {
@@ -41,7 +42,7 @@ impl ProofRateLimiter {
                 return false;
             }
         }
-        let b = self.buckets.entry(ip).or_insert(Bucket {
+        let b = self.buckets.entry(from).or_insert(Bucket {
             tokens: self.rate,
             at: now,
         });
@@ -76,10 +77,13 @@ mod tests {
     fn bursts_then_throttles_per_source() {
         let t0 = Instant::now();
         let mut l = ProofRateLimiter::new(20);
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let b: SocketAddr = "10.0.0.1:5001".parse().unwrap();
         assert_eq!((0..30).filter(|_| l.allow(a, t0)).count(), 20);
-        assert!(l.allow(b, t0), "another source is not affected");
+        assert!(
+            l.allow(b, t0),
+            "another port of the same host is not affected"
+        );
         assert!(!l.allow(a, t0 + refill_interval(20) / 2));
         assert!(l.allow(a, t0 + refill_interval(20)));
         assert_eq!(
@@ -96,7 +100,7 @@ mod tests {
         let mut l = ProofRateLimiter::new(20);
         for i in 0..10_000u32 {
             l.allow(
-                IpAddr::from(i.to_be_bytes()),
+                SocketAddr::from((i.to_be_bytes(), 9)),
                 t0 + Duration::from_millis(u64::from(i)),
             );
         }

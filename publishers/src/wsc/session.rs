@@ -5,8 +5,10 @@
 //! What the viewer sees (live or DVR, pacing, RTP numbering, NACK history, keyframe requests) is the shared
 //! [`ViewerCore`]; this type is only the WSC-RTP edge of it: the proof that picks the UDP path, the WebSocket
 //! fall-back, the messages. Media is held back (from the first keyframe on, like a GOP cache) until the path is
-//! known: a valid UDP proof (media then goes only to the proving address) or the fall-back to the WebSocket (no
-//! proof in time, or the client asks). The session never sends to an address that did not present its token.
+//! known: an address that passed the return-routability check of [`UdpPath`] (media then goes only there, and
+//! stops when its consent runs out) or the fall-back to the WebSocket (no proof in time, the client asks, consent
+//! ran out, or a version 1 or 2 client, which has no way to pass the check). The session never sends media to
+//! an address that did not show it receives what is sent there.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -17,11 +19,12 @@ use bytes::Bytes;
 use hub::HubFrame;
 use sources::ParameterSets;
 
-use super::datagram;
+use super::datagram::{self, AckKind};
 use super::messages::{
-    parse_client, ByeReason, ClientMessage, ServerMessage, SessionModeName, StreamStateName,
-    TransportMode,
+    parse_client, ByeReason, ClientMessage, MessageError, ServerMessage, SessionModeName,
+    StreamStateName, TokenHex, TransportMode,
 };
+use super::path::{PathOptions, UdpPath, Verdict};
 use crate::retransmit::parse_feedback;
 use crate::rtp_out::OutPacket;
 use crate::sdp;
@@ -32,11 +35,16 @@ use crate::viewer::{
 
 /// Payload type of WSC-RTP media.
 pub const PAYLOAD_TYPE: u8 = 96;
+/// WebSocket close code for a message over the size limit (RFC 6455 §7.4.1, "message too big").
+pub const CLOSE_TOO_BIG: u16 = 1009;
 
 /// The protocol version a client gets unless it asks for another.
 pub const DEFAULT_VERSION: u32 = 1;
-/// The newest protocol version (DVR control messages, richer `session_mode`).
-pub const LATEST_VERSION: u32 = 2;
+/// The newest protocol version: return-routability and consent on the UDP path (3), on top of DVR control
+/// messages and the richer `session_mode` (2).
+pub const LATEST_VERSION: u32 = 3;
+/// The first version whose clients can pass the UDP path's check; older ones get the WebSocket transport.
+pub const UDP_VERSION: u32 = 3;
 
 /// Timeouts and limits of a session.
 #[derive(Clone, Debug)]
@@ -45,6 +53,8 @@ pub struct WscOptions {
     pub udp_port: u16,
     pub proof_timeout: Duration,
     pub keepalive_interval: Duration,
+    /// Media over UDP stops this long after the last keep-alive that echoed a recent nonce.
+    pub consent_timeout: Duration,
     pub idle_timeout: Duration,
     /// Sent packets kept for NACK repair.
     pub history_packets: usize,
@@ -60,6 +70,7 @@ impl Default for WscOptions {
             udp_port: 0,
             proof_timeout: Duration::from_millis(3000),
             keepalive_interval: Duration::from_millis(5000),
+            consent_timeout: PathOptions::default().consent_timeout,
             idle_timeout: Duration::from_millis(30_000),
             history_packets: crate::DEFAULT_HISTORY,
             max_text_len: 4096,
@@ -69,15 +80,29 @@ impl Default for WscOptions {
 }
 
 /// Identity of a new session; random values come from the caller so the session stays deterministic.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WscIdentity {
     pub session_id: String,
     pub token: [u8; 16],
     pub ssrc: u32,
     pub initial_seq: u16,
     pub stream_name: String,
-    /// Protocol version announced in `init` (1 or 2).
+    /// Protocol version announced in `init` (1 to [`LATEST_VERSION`]).
     pub version: u32,
+    /// Seeds the nonces of the UDP path's check.
+    pub nonce_seed: [u8; 32],
+}
+
+impl std::fmt::Debug for WscIdentity {
+    // The token and the seed steer the session's media: never in a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WscIdentity")
+            .field("session_id", &self.session_id)
+            .field("ssrc", &self.ssrc)
+            .field("stream_name", &self.stream_name)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Something that happened to the session.
@@ -113,7 +138,7 @@ pub enum Input<'a> {
 pub enum Output {
     WsText(String),
     WsBinary(Bytes),
-    /// A control datagram (an ack).
+    /// A control datagram (an answer to a proof or keep-alive).
     Datagram {
         to: SocketAddr,
         data: Bytes,
@@ -125,8 +150,8 @@ pub enum Output {
         header: [u8; 12],
         payload: Bytes,
     },
-    /// Media now goes to this address: route its RTCP to this session.
-    UdpPeer(SocketAddr),
+    /// Media now goes to this address: route its RTCP to this session (`None`: no address any more).
+    UdpPeer(Option<SocketAddr>),
     /// Close the WebSocket with this code; the session is over.
     Close {
         code: u16,
@@ -163,6 +188,7 @@ pub struct WscSession {
     opts: WscOptions,
     started: Instant,
     path: Path,
+    udp: UdpPath,
     out: VecDeque<Output>,
     core: ViewerCore,
     params: Option<Arc<ParameterSets>>,
@@ -193,6 +219,14 @@ impl WscSession {
             path: Path::AwaitingProof {
                 deadline: now + opts.proof_timeout,
             },
+            udp: UdpPath::new(
+                now,
+                PathOptions {
+                    consent_timeout: opts.consent_timeout,
+                    ..PathOptions::default()
+                },
+                id.nonce_seed,
+            ),
             started: now,
             out: VecDeque::new(),
             params: None,
@@ -207,19 +241,27 @@ impl WscSession {
         s.send_msg(ServerMessage::Init {
             version: s.id.version,
             session_id: s.id.session_id.clone(),
-            token: datagram::token_to_hex(&s.id.token),
+            token: TokenHex(datagram::token_to_hex(&s.id.token)),
             udp_port: s.opts.udp_port,
             ssrc: s.id.ssrc,
             payload_type: PAYLOAD_TYPE,
             proof_timeout_ms: s.opts.proof_timeout.as_millis() as u64,
             keepalive_interval_ms: s.opts.keepalive_interval.as_millis() as u64,
             idle_timeout_ms: s.opts.idle_timeout.as_millis() as u64,
+            consent_timeout_ms: (s.id.version >= UDP_VERSION)
+                .then_some(s.opts.consent_timeout.as_millis() as u64),
         });
         if let Some(p) = params {
             s.announce_params(p);
         }
         if let Some(st) = state {
             s.announce_state(st);
+        }
+        if s.id.version < UDP_VERSION {
+            let reason = format!(
+                "UDP media needs protocol version {UDP_VERSION} (its return-routability check)"
+            );
+            s.use_websocket(now, reason);
         }
         s.drain_core(now);
         s
@@ -281,7 +323,8 @@ impl WscSession {
         let idle = self.last_activity + self.opts.idle_timeout;
         let own = match self.path {
             Path::AwaitingProof { deadline } => deadline.min(idle),
-            _ => idle,
+            Path::Udp { .. } => self.udp.poll_timeout().map_or(idle, |c| c.min(idle)),
+            Path::WebSocket => idle,
         };
         Some(self.core.poll_timeout(now).map_or(own, |t| t.min(own)))
     }
@@ -298,6 +341,14 @@ impl WscSession {
                 );
                 self.use_websocket(now, reason);
             }
+        }
+        if matches!(self.path, Path::Udp { .. }) && self.udp.handle_timeout(now) {
+            self.out.push_back(Output::UdpPeer(None));
+            let reason = format!(
+                "UDP consent expired: no keep-alive echoed a nonce for {} ms",
+                self.opts.consent_timeout.as_millis()
+            );
+            self.use_websocket(now, reason);
         }
         if now.saturating_duration_since(self.last_activity) >= self.opts.idle_timeout {
             self.bye(ByeReason::IdleTimeout, 1000);
@@ -451,6 +502,11 @@ impl WscSession {
                     code: e.code().into(),
                     message: e.to_string(),
                 });
+                if matches!(e, MessageError::TooLarge(_)) {
+                    // Past the stated limit the client is not speaking this protocol: say why, then close.
+                    self.bye(ByeReason::ProtocolError, CLOSE_TOO_BIG);
+                    return;
+                }
                 self.errors.push_back(now);
                 while self
                     .errors
@@ -467,32 +523,40 @@ impl WscSession {
     }
 
     fn on_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        if datagram::is_control(data) {
-            let Some(proof) = datagram::parse_proof(data) else {
-                return;
-            };
-            if !datagram::token_eq(&proof.token, &self.id.token) || self.path == Path::WebSocket {
-                return;
+        if !datagram::is_control(data) {
+            if self.udp_peer() == Some(from) {
+                self.on_rtcp(now, data);
             }
+            return;
+        }
+        let Some(proof) = datagram::parse_proof(data) else {
+            return;
+        };
+        if !datagram::token_eq(&proof.token, &self.id.token) || self.path == Path::WebSocket {
+            return;
+        }
+        let Verdict::Answer { ack, kind, moved } = self.udp.on_proof(now, from, &proof) else {
+            return;
+        };
+        if kind != AckKind::Challenge {
+            // Only a datagram that passed the check counts as life: a forged one must not hold the session open.
             self.last_activity = now;
-            let was_awaiting = matches!(self.path, Path::AwaitingProof { .. });
-            if self.udp_peer() != Some(from) {
-                self.path = Path::Udp { peer: from };
-                self.out.push_back(Output::UdpPeer(from));
-            }
-            self.out.push_back(Output::Datagram {
-                to: from,
-                data: Bytes::copy_from_slice(&datagram::build_ack(proof.kind)),
+        }
+        let was_awaiting = matches!(self.path, Path::AwaitingProof { .. });
+        if moved {
+            self.path = Path::Udp { peer: from };
+            self.out.push_back(Output::UdpPeer(Some(from)));
+        }
+        self.out.push_back(Output::Datagram {
+            to: from,
+            data: Bytes::copy_from_slice(&ack),
+        });
+        if was_awaiting && moved {
+            self.send_msg(ServerMessage::Transport {
+                mode: TransportMode::Udp,
+                reason: None,
             });
-            if was_awaiting {
-                self.send_msg(ServerMessage::Transport {
-                    mode: TransportMode::Udp,
-                    reason: None,
-                });
-                self.core.set_ready(now);
-            }
-        } else if self.udp_peer() == Some(from) {
-            self.on_rtcp(now, data);
+            self.core.set_ready(now);
         }
     }
 
