@@ -32,12 +32,13 @@ fuzz_target!(|data: &[u8]| {
 fn datagram(d: &[u8]) {
     if let Some(p) = parse_proof(d) {
         assert!(is_control(d));
-        assert_eq!(&build_proof(p.kind, &p.token)[..], d);
+        assert_eq!(&build_proof(p.kind, &p.token, p.echo.as_ref())[..], d);
     }
-    if let Some(kind) = parse_ack(d) {
+    if let Some(ack) = parse_ack(d) {
         assert!(is_control(d));
         // Bytes 6 and 7 are reserved and ignored by the reader.
-        assert_eq!(build_ack(kind)[..6], d[..6]);
+        let built = build_ack(ack.kind, &ack.nonce);
+        assert_eq!((&built[..6], &built[8..]), (&d[..6], &d[8..]));
     }
     if let Ok(text) = std::str::from_utf8(d) {
         if let Some(token) = token_from_hex(text) {
