@@ -67,13 +67,13 @@ fn check(def: &StreamDefinition) {
             }
             InputUrl::TestPattern(_) => Transport::Tcp,
         };
-        // What the API shows and the store keeps reads back to the same input, with nothing to move out.
+        // What the API shows and the store keeps reads back to the same input, with nothing to move out. (As
+        // text: the url crate may tell apart two URLs that print the same, such as "rtsps://s?#" read twice.)
         let shown = input.url.to_string();
-        assert_eq!(
-            InputUrl::parse(&shown, transport),
-            Ok((input.url.clone(), None)),
-            "{shown}"
-        );
+        match InputUrl::parse(&shown, transport) {
+            Ok((again, None)) => assert_eq!(again.to_string(), shown),
+            other => panic!("{shown} read back as {other:?}"),
+        }
     }
     // The API lists the inputs by priority.
     let views = def.input_views();

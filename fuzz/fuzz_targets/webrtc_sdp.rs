@@ -68,17 +68,18 @@ fn offer(text: &str, params: &ParameterSets) {
             Codec::H264 => "H264",
             Codec::H265 => "H265",
         };
-        // The same payload type may name other codecs in other sections (and the SDP parser reads "09" as 9,
-        // and takes any whitespace after it): one of its rtpmap lines names this codec.
+        // The same payload type may name other codecs in other sections, and the SDP parser is lenient (it
+        // reads "09" and "+9" as 9, and takes other separators than a space): one of the rtpmap lines for it names this
+        // codec.
         assert!(
             text.lines()
                 .filter_map(|l| l.trim_start().strip_prefix("a=rtpmap:"))
-                .filter_map(|v| v.split_once(char::is_whitespace))
-                .filter(|(n, _)| n.trim().parse::<u8>() == Ok(pt))
-                .any(|(_, v)| v
-                    .trim_start()
-                    .get(..name.len())
-                    .is_some_and(|n| n.eq_ignore_ascii_case(name))),
+                .filter(|v| {
+                    let v = v.trim_start().trim_start_matches('+');
+                    let digits = v.bytes().take_while(u8::is_ascii_digit).count();
+                    v[..digits].parse::<u8>() == Ok(pt)
+                })
+                .any(|v| v.to_ascii_uppercase().contains(name)),
             "payload type {pt} chosen without an rtpmap line naming {name}"
         );
         // The answer the peer connection writes holds that payload type's rtpmap line: the rewritten answer
