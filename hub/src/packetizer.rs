@@ -31,9 +31,21 @@ const H264_FU_A: u8 = 28;
 /// RFC 7798 §4.4.3 FU payload header type.
 const H265_FU: u8 = 49;
 
+/// Whether RTP can carry this NAL unit: RFC 6184 §5.2 takes H.264 types 24–31 for its aggregation and fragment
+/// packets and leaves type 0 out (both unspecified in H.264 itself), RFC 7798 §4.4 takes H.265 types 48–50 and
+/// leaves 51–63 out. A camera's private NAL units of those types, sent as they are, would be read by every viewer
+/// as a STAP-A, FU-A, AP or FU and break the picture, so they are dropped.
+fn rtp_can_carry(codec: Codec, nal: &[u8]) -> bool {
+    match codec {
+        Codec::H264 => (1..=23).contains(&(nal[0] & 0x1f)),
+        Codec::H265 => (nal[0] >> 1) & 0x3f <= 47,
+    }
+}
+
 /// Packetizes one frame; `mtu` is the largest RTP payload (not counting the RTP header), raised to [`MIN_MTU`].
 ///
-/// Empty NAL units (and, for H.265, ones shorter than the 2-byte header) are skipped; a truncated length prefix
+/// Empty NAL units (and, for H.265, ones shorter than the 2-byte header) and NAL unit types RTP has no single-NAL
+/// packet for are skipped; a truncated length prefix
 /// ends the frame's NAL units, as in [`Frame::nals`]. A frame with nothing to send gives an empty vector.
 pub fn packetize(frame: &Frame, mtu: usize) -> Vec<RtpPayload> {
     let mtu = mtu.max(MIN_MTU);
@@ -61,6 +73,9 @@ fn push_nal(out: &mut Vec<RtpPayload>, codec: Codec, nal: Bytes, mtu: usize) {
     if nal.len() < header_len {
         // Malformed; forwarding it would only confuse decoders. Header-only NAL units (end of sequence or stream)
         // are valid and travel as single NAL unit packets.
+        return;
+    }
+    if !rtp_can_carry(codec, &nal) {
         return;
     }
     if nal.len() <= mtu {
@@ -384,6 +399,34 @@ pub(crate) mod tests {
         assert_eq!(packetize(&f, 1200)[0].payload[..], [0x0a]);
         let f = frame_of(Codec::H265, false, &[&[36 << 1, 0x01]], 0);
         assert_eq!(packetize(&f, 1200)[0].payload[..], [36 << 1, 0x01]);
+    }
+
+    /// Found by the `packetize_round_trip` fuzz target: a NAL unit of type 28 went out as a single NAL unit packet,
+    /// which the viewer read as an FU-A.
+    #[test]
+    fn nal_types_rtp_cannot_carry_are_dropped() {
+        for (codec, header) in [
+            (Codec::H264, &[0x00, 0xaa][..]),
+            (Codec::H264, &[0x18, 0xaa]),
+            (Codec::H264, &[0x7c, 0xaa]),
+            (Codec::H264, &[0x1f, 0xaa]),
+            (Codec::H265, &[48 << 1, 0x01, 0xaa]),
+            (Codec::H265, &[49 << 1, 0x01, 0xaa]),
+            (Codec::H265, &[63 << 1, 0x01, 0xaa]),
+        ] {
+            let f = frame_of(codec, false, &[header, &picture_nal(codec, false, 3000)], 0);
+            let p = packetize(&f, 1200);
+            assert_eq!(p.len(), 3, "{header:02x?}: the picture's three FUs only");
+            assert_eq!(
+                depacketize(codec, &p),
+                vec![picture_nal(codec, false, 3000)]
+            );
+        }
+        // The last carried types of each codec still go.
+        let f = frame_of(Codec::H264, false, &[&[0x17, 1], &[0x01, 1]], 0);
+        assert_eq!(packetize(&f, 1200).len(), 2);
+        let f = frame_of(Codec::H265, false, &[&[47 << 1, 1, 1], &[0, 1, 1]], 0);
+        assert_eq!(packetize(&f, 1200).len(), 2);
     }
 
     #[test]

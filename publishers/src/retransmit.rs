@@ -176,9 +176,6 @@ mod tests {
             Err(RtcpError::BadVersion)
         );
         assert_eq!(parse_feedback(&[], 1), Ok(vec![]));
-        for len in 0..40 {
-            let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 0x80) as u8).collect();
-            let _ = parse_feedback(&junk, 1);
-        }
+        // Arbitrary datagrams: the fuzz target `rtcp_feedback` (fuzz/).
     }
 }

@@ -145,7 +145,9 @@ impl Depacketizer {
     fn aggregate(&mut self, mut rest: &[u8]) -> Result<(), ()> {
         while rest.len() >= 2 {
             let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-            let nal = rest.get(2..2 + len).ok_or(())?;
+            // A unit of size 0 would become an empty NAL unit in the output (RFC 6184 §5.7.1: a size counts the
+            // NAL unit's header byte, so it is at least 1).
+            let nal = rest.get(2..2 + len).filter(|n| !n.is_empty()).ok_or(())?;
             self.nals.push(nal.to_vec());
             rest = &rest[2 + len..];
         }
@@ -211,16 +213,59 @@ mod tests {
     }
 
     #[test]
-    fn garbage_never_panics() {
-        for codec in [Codec::H264, Codec::H265] {
+    fn malformed_payloads_drop_their_picture_and_wait_for_a_keyframe() {
+        let cases: [(Codec, &[u8], &str); 10] = [
+            // Found by the `depacketize` fuzz target: an empty NAL unit in the output.
+            (
+                Codec::H264,
+                &[0x18, 0x00, 0x02, 0x41, 0x01, 0x00, 0x00],
+                "STAP-A unit of size 0",
+            ),
+            (
+                Codec::H265,
+                &[0x60, 0x01, 0x00, 0x03, 0x02, 0x01, 0x01, 0x00, 0x00],
+                "AP unit of size 0",
+            ),
+            (
+                Codec::H264,
+                &[0x78, 0x00, 0x09, 0x65],
+                "STAP-A unit past the packet",
+            ),
+            (Codec::H264, &[0x7c], "FU-A without its FU header"),
+            (Codec::H264, &[0x7c, 0x45, 0xbb], "FU-A end without a start"),
+            (
+                Codec::H264,
+                &[0x7c, 0x85, 0xaa],
+                "FU-A start without an end",
+            ),
+            (Codec::H264, &[0x1f, 1], "type 31: no RTP payload structure"),
+            (Codec::H265, &[0x26], "one byte: no payload header"),
+            (Codec::H265, &[0x62, 0x01], "FU without its FU header"),
+            (
+                Codec::H265,
+                &[0x7e, 0x01, 1],
+                "type 63: no RTP payload structure",
+            ),
+        ];
+        for (codec, payload, what) in cases {
+            let (key, delta): (&[u8], &[u8]) = match codec {
+                Codec::H264 => (&[0x65, 1], &[0x41, 1]),
+                Codec::H265 => (&[0x26, 1, 1], &[0x02, 1, 1]),
+            };
             let mut d = Depacketizer::new(codec);
-            for len in 0..40u8 {
-                let junk: Vec<u8> = (0..len)
-                    .map(|i| i.wrapping_mul(91).wrapping_add(0x80))
-                    .collect();
-                let _ = d.push(&junk);
-                let _ = d.push(&rtp(u16::from(len), len % 3 == 0, &junk));
-            }
+            assert!(d.push(&rtp(0, true, key)).is_some(), "{what}");
+            assert!(d.push(&rtp(1, true, payload)).is_none(), "{what}");
+            assert!(
+                d.push(&rtp(2, true, delta)).is_none(),
+                "{what}: no picture until a keyframe"
+            );
+            assert!(d.push(&rtp(3, true, key)).is_some(), "{what}");
+            assert_eq!((d.frames, d.dropped_frames), (2, 2), "{what}");
         }
+        // Not RTP at all: ignored, counted nowhere. Arbitrary packet sequences: the fuzz target `depacketize`.
+        let mut d = Depacketizer::new(Codec::H264);
+        assert!(d.push(&[0x80, 0x80 | 96, 0, 1]).is_none());
+        assert!(d.push(&[0x40; 20]).is_none());
+        assert_eq!((d.frames, d.dropped_frames), (0, 0));
     }
 }

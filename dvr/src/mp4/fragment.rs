@@ -372,16 +372,26 @@ mod tests {
         for (i, traf) in cases.into_iter().enumerate() {
             assert!(frag(&[traf], 1, &[]).is_err(), "case {i}");
         }
-        // Every truncation of a real-shaped traf, with the traf size following the cut, is an error or parses
-        // fewer boxes; none panics.
+        // Every truncation of a real-shaped traf, with the traf size following the cut, is an error or a fragment
+        // with fewer samples (none at all before the trun is whole), each one of the whole traf's. The fuzz target
+        // `mp4_sample_reader` (fuzz/) tries the rest.
         let traf = [
             tfhd(0x39, 1, &[0, 500, 100, 0xab, 0]),
             tfdt(1, 2400),
             trun(0xf05, 2, &[16, 0, 1, 2, 3, 4, 5, 6, 7, 8]),
         ]
         .concat();
+        let whole = brief(&frag(&[vec![traf.clone()]], 1, &[]).unwrap());
+        assert_eq!(whole.len(), 2);
         for cut in 0..traf.len() {
-            let _ = frag(&[vec![traf[..cut].to_vec()]], 1, &[]);
+            if let Ok(f) = frag(&[vec![traf[..cut].to_vec()]], 1, &[]) {
+                assert!(
+                    whole.starts_with(&brief(&f)),
+                    "cut at {cut}: {:?}",
+                    brief(&f)
+                );
+                assert!(f.samples.len() < whole.len(), "cut at {cut}");
+            }
         }
     }
 }

@@ -31,7 +31,7 @@ use sources::{Codec, ParameterSets};
 
 /// The most samples one index holds (about 11 hours at 25 frames/s; a segment is a minute). Counts read from a
 /// file are checked against it before anything is allocated.
-pub(crate) const MAX_SAMPLES: usize = 1 << 20;
+pub const MAX_SAMPLES: usize = 1 << 20;
 /// The largest `moov` and `moof` loaded (a one-minute segment's are a few kB).
 const MAX_MOOV_BYTES: u64 = 64 << 20;
 const MAX_MOOF_BYTES: u64 = 16 << 20;

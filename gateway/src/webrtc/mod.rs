@@ -7,7 +7,9 @@
 //! `disconnected` for [`DISCONNECT_GRACE`], or when its stream goes away; then everything it held is freed: the
 //! session entry, its task, its hub subscription, its sockets and its place in the viewer budget.
 
-mod feedback;
+// Public for the fuzz target that reads viewers' RTCP as the peer connection does (fuzz/).
+#[doc(hidden)]
+pub mod feedback;
 pub mod peer;
 mod session_task;
 

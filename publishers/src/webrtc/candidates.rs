@@ -14,6 +14,10 @@ pub fn announce_public(sdp: &str, public: &[IpAddr]) -> String {
     let mut out = String::with_capacity(sdp.len() * 2);
     for line in sdp.split_inclusive('\n') {
         out.push_str(line);
+        if !line.ends_with('\n') {
+            // The last line without its line break: the copies must not be glued to it.
+            out.push_str("\r\n");
+        }
         let bare = line.trim_end_matches(['\r', '\n']);
         let Some(attr) = bare.strip_prefix("a=candidate:") else {
             continue;
@@ -65,5 +69,17 @@ mod tests {
              a=end-of-candidates\r\n"
         );
         assert_eq!(announce_public(sdp, &[]), sdp);
+    }
+
+    /// Found by the `webrtc_sdp` fuzz target: a host candidate on an unterminated last line had its copy glued to
+    /// it.
+    #[test]
+    fn last_line_without_a_line_break() {
+        let sdp = "a=candidate:1 1 udp 100 10.0.0.5 5000 typ host";
+        assert_eq!(
+            announce_public(sdp, &["203.0.113.9".parse().unwrap()]),
+            "a=candidate:1 1 udp 100 10.0.0.5 5000 typ host\r\n\
+             a=candidate:19 1 udp 99 203.0.113.9 5000 typ host\r\n"
+        );
     }
 }

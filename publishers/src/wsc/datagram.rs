@@ -142,7 +142,8 @@ pub fn token_to_hex(token: &[u8; 16]) -> String {
 
 /// Reads a token from its `init` form; `None` unless it is exactly 32 hex characters.
 pub fn token_from_hex(hex: &str) -> Option<[u8; 16]> {
-    if hex.len() != 32 || !hex.is_ascii() {
+    // Hex digits only: `from_str_radix` alone would also take a sign ("+f").
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut token = [0u8; 16];
@@ -224,6 +225,8 @@ mod tests {
         assert_eq!(token_to_hex(&[0xab; 16]), "ab".repeat(16));
         assert_eq!(token_from_hex("ab"), None);
         assert_eq!(token_from_hex(&"zz".repeat(16)), None);
+        // Found by the `wsc_control` fuzz target: a sign inside the token was read as a digit.
+        assert_eq!(token_from_hex(&format!("+f{}", "0".repeat(30))), None);
         // Multi-byte characters must be refused, not sliced.
         assert_eq!(token_from_hex(&format!("é{}", "a".repeat(30))), None);
     }
