@@ -6,79 +6,11 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use common::browser::Browser;
+use serde_json::json;
 use testdata::{FixtureCodec, FixtureOptions};
-
-/// A ChromeDriver process, killed on drop.
-struct Driver {
-    child: Child,
-    base: String,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // ChromeDriver leads its own process group: killing the group takes the browser it started too, also
-        // when a failing test never closed its session.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start_driver() -> Driver {
-    let port = free_port();
-    let child = Command::new("chromedriver")
-        .process_group(0)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver runs (scripts/setup.sh installs chromium-driver)");
-    let driver = Driver {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        _profile: tempfile::tempdir().unwrap(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while reqwest::get(format!("{}/status", driver.base))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    driver
-}
-
-/// One WebDriver command; the `value` of its answer.
-async fn command(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    body: Value,
-) -> Value {
-    let resp = http.request(method, url).json(&body).send().await.unwrap();
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap();
-    assert!(status.is_success(), "WebDriver: {status} {v}");
-    v["value"].clone()
-}
 
 /// What the page's connection reports, from inside the page.
 const STATS_SCRIPT: &str = "
@@ -95,72 +27,6 @@ const STATS_SCRIPT: &str = "
              decoder: v ? v.decoderImplementation : null };
 ";
 
-/// A Chromium session of a ChromeDriver, on one page.
-struct Browser {
-    http: reqwest::Client,
-    session: String,
-    driver: Driver,
-}
-
-impl Browser {
-    async fn open(page: &str) -> Browser {
-        let driver = start_driver().await;
-        let http = reqwest::Client::new();
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                         "--autoplay-policy=no-user-gesture-required",
-                         format!("--user-data-dir={}", driver._profile.path().display())]
-            }
-        }}});
-        let session = command(
-            &http,
-            reqwest::Method::POST,
-            format!("{}/session", driver.base),
-            caps,
-        )
-        .await;
-        let b = Browser {
-            session: session["sessionId"].as_str().unwrap().to_owned(),
-            http,
-            driver,
-        };
-        b.go(page).await;
-        b
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}/session/{}{path}", self.driver.base, self.session)
-    }
-
-    async fn go(&self, page: &str) {
-        command(
-            &self.http,
-            reqwest::Method::POST,
-            self.url("/url"),
-            json!({ "url": page }),
-        )
-        .await;
-    }
-
-    async fn script(&self, script: &str) -> Value {
-        command(
-            &self.http,
-            reqwest::Method::POST,
-            self.url("/execute/sync"),
-            json!({ "script": script, "args": [] }),
-        )
-        .await
-    }
-
-    async fn close(self) {
-        command(&self.http, reqwest::Method::DELETE, self.url(""), json!({})).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_the_live_view_page() {
     let (_fixture, gw, _dir) = common::gateway_with_camera(FixtureOptions {
@@ -171,7 +37,11 @@ async fn chromium_plays_the_live_view_page() {
         ..Default::default()
     })
     .await;
-    let browser = Browser::open(&format!("{}/debug/webrtc-client?stream=cam", gw.base_url())).await;
+    let browser = Browser::open(
+        &format!("{}/debug/webrtc-client?stream=cam", gw.base_url()),
+        &[],
+    )
+    .await;
 
     // Sample every 500 ms: once frames come, each sample must show new ones, and none may count a freeze.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -250,7 +120,11 @@ async fn watch_frames(browser: &Browser, since: Instant, window: Duration) -> (D
 async fn chromium_plays_through_rewind_switches_without_a_freeze() {
     let (_fixture, gw, _dir, r) = common::recording::recorded_camera_with_a_gap().await;
     let ((a0, a1), (b0, _)) = (r[0], r[1]);
-    let browser = Browser::open(&format!("{}/debug/webrtc-client?stream=cam", gw.base_url())).await;
+    let browser = Browser::open(
+        &format!("{}/debug/webrtc-client?stream=cam", gw.base_url()),
+        &[],
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while browser.script(STATS_SCRIPT).await["frames"]
         .as_u64()
