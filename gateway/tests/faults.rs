@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::small_disk::SmallDisk;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -465,32 +466,6 @@ async fn kill_9_under_load_loses_at_most_a_second_and_the_catalog_heals() {
         .unwrap();
     assert!(stats.frames > 10, "{stats:?}");
     gateway.kill_9();
-}
-
-/// A small tmpfs mounted for the test (the tests run as root, as scripts/setup.sh does), unmounted on drop.
-struct SmallDisk(PathBuf);
-
-impl SmallDisk {
-    fn mount(at: &Path, size: &str) -> SmallDisk {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .status()
-            .expect("mount runs")
-            .success();
-        assert!(ok, "mounting a {size} tmpfs needs root");
-        SmallDisk(at.to_owned())
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::small_disk::SmallDisk;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -411,29 +412,6 @@ async fn h265_is_recorded_too() {
         assert!(frames > 0, "{}", file.display());
     }
     gw.shutdown().await.unwrap();
-}
-
-/// A small tmpfs mounted for the test (the gateway runs as root here, as scripts/setup.sh does), unmounted on drop.
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    fn mount(at: &Path, size: &str) -> SmallDisk {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .status()
-            .expect("mount runs")
-            .success();
-        assert!(ok, "mounting a {size} tmpfs needs root");
-        SmallDisk(at.to_owned())
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@
 
 pub mod browser;
 pub mod recording;
+pub mod small_disk;
 pub mod wsc;
 
 use std::time::{Duration, Instant};
