@@ -165,8 +165,11 @@ pub enum Output {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
-    AwaitingProof { deadline: Instant },
-    Udp { peer: SocketAddr },
+    AwaitingProof {
+        deadline: Instant,
+    },
+    /// Media goes to the address [`UdpPath`] holds, the one owner of it.
+    Udp,
     WebSocket,
 }
 
@@ -301,7 +304,7 @@ impl WscSession {
     /// The proved UDP address media goes to, if any.
     pub fn udp_peer(&self) -> Option<SocketAddr> {
         match self.path {
-            Path::Udp { peer } => Some(peer),
+            Path::Udp => self.udp.peer(),
             _ => None,
         }
     }
@@ -323,7 +326,7 @@ impl WscSession {
         let idle = self.last_activity + self.opts.idle_timeout;
         let own = match self.path {
             Path::AwaitingProof { deadline } => deadline.min(idle),
-            Path::Udp { .. } => self.udp.poll_timeout().map_or(idle, |c| c.min(idle)),
+            Path::Udp => self.udp.poll_timeout().map_or(idle, |c| c.min(idle)),
             Path::WebSocket => idle,
         };
         Some(self.core.poll_timeout(now).map_or(own, |t| t.min(own)))
@@ -342,7 +345,7 @@ impl WscSession {
                 self.use_websocket(now, reason);
             }
         }
-        if matches!(self.path, Path::Udp { .. }) && self.udp.handle_timeout(now) {
+        if self.path == Path::Udp && self.udp.handle_timeout(now) {
             self.out.push_back(Output::UdpPeer(None));
             let reason = format!(
                 "UDP consent expired: no keep-alive echoed a nonce for {} ms",
@@ -544,7 +547,7 @@ impl WscSession {
         }
         let was_awaiting = matches!(self.path, Path::AwaitingProof { .. });
         if moved {
-            self.path = Path::Udp { peer: from };
+            self.path = Path::Udp;
             self.out.push_back(Output::UdpPeer(Some(from)));
         }
         self.out.push_back(Output::Datagram {
@@ -581,14 +584,14 @@ impl WscSession {
 
     fn emit_media(&mut self, p: &OutPacket) {
         let (pt, ssrc) = (self.core.payload_type(), self.core.ssrc());
-        match self.path {
-            Path::Udp { peer } => self.out.push_back(Output::Rtp {
+        match (self.path, self.udp.peer()) {
+            (Path::Udp, Some(peer)) => self.out.push_back(Output::Rtp {
                 to: peer,
                 header: p.header(pt, ssrc),
                 payload: p.payload.clone(),
             }),
-            Path::WebSocket => self.out.push_back(Output::WsBinary(p.to_bytes(pt, ssrc))),
-            Path::AwaitingProof { .. } => {}
+            (Path::WebSocket, _) => self.out.push_back(Output::WsBinary(p.to_bytes(pt, ssrc))),
+            (Path::Udp | Path::AwaitingProof { .. }, _) => {}
         }
     }
 }
