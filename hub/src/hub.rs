@@ -1,14 +1,23 @@
 //! The per-stream hub: receives frames from the ingest, packetizes each once, keeps the GOP cache, and fans
 //! `Arc<HubFrame>` out to every subscriber through its own bounded queue (DESIGN.md, "The spine").
 //!
-//! Fan-out never waits: a subscriber whose queue is full is marked lagging and skips frames until the next
+//! Fan-out never waits: a subscriber that falls behind is marked lagging and skips frames until the next
 //! keyframe, where it resyncs, so its decoder never sees a picture whose references were dropped. The source, the
 //! recorder and other viewers are unaffected. The lock is held only for the synchronous fan-out, never across an
 //! `.await`; packetizing happens before it is taken.
+//!
+//! "Behind" is measured in time, not frames: a subscriber lags once the oldest frame it has not taken was queued
+//! more than [`HubOptions::max_lag`] ago, in the stream's own time (its frames' `pts_90k`, which advances with
+//! real time through outages), so the hub needs no clock. A frame count would mean seconds of lag at 25 fps and
+//! a fraction of one at 120, and the same count that bounds lag would cut a long GOP's join burst short. The
+//! queue's length is bounded too, only as a backstop; it always has room for the whole GOP cache, which a new
+//! subscriber gets at once whatever the GOP's length (within the cache's own frame and byte bounds).
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use sources::{Frame, FrameSink, IngestStatus, ParameterSets};
@@ -35,8 +44,12 @@ pub struct HubFrame {
 pub struct HubOptions {
     /// Largest RTP payload in bytes (not counting the 12-byte RTP header); default 1200.
     pub mtu: usize,
-    /// Frames queued per subscriber before it counts as lagging; default 256.
+    /// Frames a subscriber's queue holds beyond the GOP cache's `gop_max_frames` (a backstop: lag is bounded by
+    /// `max_lag`); default 256.
     pub queue_frames: usize,
+    /// How long, in stream time, a frame may wait in a subscriber's queue before the subscriber counts as lagging
+    /// and skips to the next keyframe; default 2 s. The join burst counts from the moment of subscribing.
+    pub max_lag: Duration,
     /// Largest GOP kept for new subscribers, in frames; default 600. 0 turns the cache off: a new subscriber
     /// then waits for the camera's next keyframe, as with a server that has no GOP cache.
     pub gop_max_frames: usize,
@@ -49,6 +62,7 @@ impl Default for HubOptions {
         HubOptions {
             mtu: DEFAULT_MTU,
             queue_frames: 256,
+            max_lag: Duration::from_secs(2),
             gop_max_frames: 600,
             gop_max_bytes: 32 << 20,
         }
@@ -59,20 +73,46 @@ impl Default for HubOptions {
 struct Slot {
     id: u64,
     tx: mpsc::Sender<Arc<HubFrame>>,
-    /// Its queue overflowed; it gets nothing until the next keyframe.
+    /// It fell behind; it gets nothing until the next keyframe it has room for.
     lagging: bool,
     dropped: Arc<AtomicU64>,
+    /// Frames the subscriber has taken out of its queue (it counts, the hub reads).
+    taken: Arc<AtomicU64>,
+    /// Frames put into its queue.
+    queued: u64,
+    /// When each frame still in the queue was put there (stream time, 90 kHz), oldest first.
+    queued_at: VecDeque<i64>,
 }
 
 impl Slot {
-    /// Offers a frame; a full queue makes the subscriber skip to the next keyframe. Returns false if it is gone.
-    fn offer(&mut self, stream_id: &str, f: &Arc<HubFrame>) -> bool {
-        if self.lagging && !f.frame.is_keyframe {
+    /// Offers a frame at stream time `now_90k`; a subscriber too far behind skips to the next keyframe. Returns
+    /// false if it is gone.
+    fn offer(&mut self, stream_id: &str, f: &Arc<HubFrame>, now_90k: i64, max_lag_90k: i64) -> bool {
+        let waiting = self.queued - self.taken.load(Ordering::Acquire).min(self.queued);
+        while self.queued_at.len() as u64 > waiting {
+            self.queued_at.pop_front();
+        }
+        let behind = self
+            .queued_at
+            .front()
+            .is_some_and(|&at| now_90k - at > max_lag_90k);
+        if behind && !self.lagging {
+            debug!(
+                stream = stream_id,
+                subscriber = self.id,
+                index = f.index,
+                "subscriber more than its lag bound behind; dropping until the next keyframe"
+            );
+            self.lagging = true;
+        }
+        if behind || (self.lagging && !f.frame.is_keyframe) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return true;
         }
         match self.tx.try_send(f.clone()) {
             Ok(()) => {
+                self.queued += 1;
+                self.queued_at.push_back(now_90k);
                 if self.lagging {
                     debug!(
                         stream = stream_id,
@@ -113,6 +153,8 @@ struct State {
     status: IngestStatus,
     counters: Counters,
     next_index: u64,
+    /// The stream time of the last frame pushed: the hub's clock.
+    now_90k: i64,
     /// Drops of subscribers that have left.
     departed_drops: u64,
 }
@@ -158,6 +200,7 @@ impl Hub {
                     status: IngestStatus::default(),
                     counters: Counters::default(),
                     next_index: 0,
+                    now_90k: 0,
                     departed_drops: 0,
                 }),
             }),
@@ -169,12 +212,15 @@ impl Hub {
         &self.shared.stream_id
     }
 
-    /// A new subscriber. It first receives the GOP cache (so its first frame is a keyframe), then live frames.
-    /// If the cached GOP is larger than its queue it gets what fits and is lagging until the next keyframe.
-    /// On a closed hub the subscriber ends at once.
+    /// A new subscriber. It first receives the whole GOP cache at once (so its first frame is a keyframe and its
+    /// last is the live edge), then live frames. On a closed hub the subscriber ends at once.
     pub fn subscribe(&self) -> Subscriber {
-        let (tx, rx) = mpsc::channel(self.shared.opts.queue_frames.max(1));
+        let opts = &self.shared.opts;
+        // tokio allocates a channel's slots in small blocks as they fill, so room for a long GOP costs nothing
+        // until a subscriber uses it.
+        let (tx, rx) = mpsc::channel(opts.gop_max_frames + opts.queue_frames.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
+        let taken = Arc::new(AtomicU64::new(0));
         let mut st = self.shared.state.lock();
         let id = st.next_id;
         st.next_id += 1;
@@ -185,9 +231,13 @@ impl Hub {
                 tx,
                 lagging: false,
                 dropped: dropped.clone(),
+                taken: taken.clone(),
+                queued: 0,
+                queued_at: VecDeque::new(),
             };
+            let max_lag = self.max_lag_90k();
             for f in st.gop.frames() {
-                slot.offer(&self.shared.stream_id, f);
+                slot.offer(&self.shared.stream_id, f, st.now_90k, max_lag);
             }
             st.slots.push(slot);
         }
@@ -195,6 +245,7 @@ impl Hub {
             rx,
             id,
             dropped,
+            taken,
             closed: self.shared.closed.clone(),
             hub: Arc::downgrade(&self.shared),
         }
@@ -213,6 +264,10 @@ impl Hub {
         st.departed_drops += departed;
         st.slots.clear();
         st.gop.clear();
+    }
+
+    fn max_lag_90k(&self) -> i64 {
+        (self.shared.opts.max_lag.as_micros() * 9 / 100).min(i64::MAX as u128) as i64
     }
 
     /// True once [`Hub::close`] was called.
@@ -272,6 +327,8 @@ impl FrameSink for Hub {
             index: st.next_index,
         });
         st.next_index += 1;
+        // Stream time never runs backwards here, whatever a broken source stamps.
+        st.now_90k = st.now_90k.max(f.frame.pts_90k);
         st.counters.on_frame(&f.frame);
         if !f.frame.is_slate
             && !st
@@ -283,8 +340,9 @@ impl FrameSink for Hub {
         }
         st.gop.push(&f);
         let mut departed = 0;
+        let (now, max_lag) = (st.now_90k, self.max_lag_90k());
         st.slots.retain_mut(|slot| {
-            let alive = slot.offer(&self.shared.stream_id, &f);
+            let alive = slot.offer(&self.shared.stream_id, &f, now, max_lag);
             if !alive {
                 departed += slot.dropped.load(Ordering::Relaxed);
             }
@@ -309,6 +367,7 @@ pub struct Subscriber {
     rx: mpsc::Receiver<Arc<HubFrame>>,
     id: u64,
     dropped: Arc<AtomicU64>,
+    taken: Arc<AtomicU64>,
     closed: Arc<AtomicBool>,
     /// Weak, so subscribers don't keep a hub alive: once every `Hub` handle is gone, they drain and end.
     hub: Weak<Shared>,
@@ -343,6 +402,9 @@ impl Subscriber {
     }
 
     fn open(&self, f: Option<Arc<HubFrame>>) -> Option<Arc<HubFrame>> {
+        if f.is_some() {
+            self.taken.fetch_add(1, Ordering::Release);
+        }
         f.filter(|_| !self.closed.load(Ordering::Acquire))
     }
 }
@@ -399,6 +461,9 @@ mod tests {
         assert_eq!(drain(&mut s), vec![13, 14]);
     }
 
+    /// 25 fps: frame `i` is at `i * 3600` ticks, so 2 s of lag is 50 frames.
+    const FPS: i64 = 25;
+
     #[test]
     fn slow_subscriber_does_not_change_what_a_fast_one_gets() {
         let h = hub(8);
@@ -411,18 +476,64 @@ mod tests {
         }
         assert_eq!(got, (0..100).collect::<Vec<_>>());
         assert_eq!(fast.dropped(), 0);
-        assert!(h.stats().drops > 80);
+        // The slow one held 2 s of frames, then dropped the rest.
+        assert_eq!(h.stats().drops, 100 - 2 * FPS as u64 - 1);
     }
 
     #[test]
-    fn lagging_subscriber_resyncs_at_a_keyframe() {
+    fn lag_is_bounded_by_age_then_resyncs_at_a_keyframe() {
+        let h = hub(256);
+        let mut s = h.subscribe();
+        // Not taken for 2 s: still within the bound, nothing dropped.
+        push(&h, 0, 2 * FPS + 1, 30);
+        assert_eq!(s.dropped(), 0);
+        // One more frame and the oldest waiting frame is over 2 s old: dropped until a keyframe.
+        push(&h, 2 * FPS + 1, 8, 30);
+        assert_eq!(drain(&mut s), (0..=2 * FPS as u64).collect::<Vec<_>>());
+        assert_eq!(s.dropped(), 8);
+        push(&h, 59, 4, 30); // 59 skipped, 60 is a keyframe
+        assert_eq!(drain(&mut s), vec![60, 61, 62]);
+        assert_eq!(s.dropped(), 9);
+    }
+
+    #[test]
+    fn a_subscriber_that_keeps_up_is_never_cut_whatever_the_frame_count() {
         let h = hub(4);
         let mut s = h.subscribe();
-        push(&h, 0, 7, 10); // 0..3 queued, 4..6 dropped
-        assert_eq!(drain(&mut s), vec![0, 1, 2, 3]);
-        push(&h, 7, 5, 10); // 7..9 skipped while lagging, 10 is a keyframe
-        assert_eq!(drain(&mut s), vec![10, 11]);
-        assert_eq!(s.dropped(), 6);
+        let mut got = 0;
+        for i in 0..1000 {
+            push(&h, i, 1, 250);
+            // Takes in batches of 40 frames (1.6 s of stream), far more than the 4-frame backstop.
+            if i % 40 == 39 {
+                got += drain(&mut s).len();
+            }
+        }
+        assert_eq!(got + drain(&mut s).len(), 1000);
+        assert_eq!(s.dropped(), 0);
+    }
+
+    #[test]
+    fn a_long_gop_join_gets_the_whole_cache_at_once_then_live() {
+        // A 20 s GOP at 25 fps, joined 19.96 s after its keyframe: 499 cached frames.
+        let h = hub(256);
+        push(&h, 0, 499, 500);
+        let mut s = h.subscribe();
+        assert_eq!(drain(&mut s), (0..499).collect::<Vec<_>>());
+        push(&h, 499, 3, 500);
+        assert_eq!(drain(&mut s), vec![499, 500, 501]);
+        assert_eq!(s.dropped(), 0);
+    }
+
+    #[test]
+    fn a_join_burst_not_taken_within_the_bound_lags() {
+        let h = hub(256);
+        push(&h, 0, 100, 500);
+        let s = h.subscribe();
+        // The burst counts from the moment of subscribing: 2 s later it is still fine, then it is behind.
+        push(&h, 100, 2 * FPS, 500);
+        assert_eq!(s.dropped(), 0);
+        push(&h, 100 + 2 * FPS, 1, 500);
+        assert_eq!(s.dropped(), 1);
     }
 
     #[test]
@@ -471,22 +582,10 @@ mod tests {
     }
 
     #[test]
-    fn gop_larger_than_the_queue_gives_what_fits_then_resyncs() {
-        let h = hub(4);
-        push(&h, 0, 10, 20);
-        let mut s = h.subscribe();
-        assert_eq!(drain(&mut s), vec![0, 1, 2, 3]);
-        assert_eq!(s.dropped(), 6);
-        push(&h, 10, 12, 20); // 10..19 skipped, 20 is a keyframe
-        assert_eq!(drain(&mut s), vec![20, 21]);
-        assert_eq!(h.stats().drops, 16);
-    }
-
-    #[test]
     fn departed_subscribers_keep_their_drops_in_the_stats() {
         let h = hub(2);
         let s = h.subscribe();
-        push(&h, 0, 5, 10);
+        push(&h, 0, 2 * FPS + 4, 100);
         assert_eq!(s.dropped(), 3);
         drop(s);
         assert_eq!(h.stats().drops, 3);

@@ -122,30 +122,29 @@ async fn a_slow_subscriber_does_not_change_what_a_fast_one_receives() {
     producer.join().unwrap();
     assert_eq!(got, (0..600).collect::<Vec<_>>());
     assert_eq!(fast.dropped(), 0);
-    assert_eq!(
-        slow.dropped(),
-        600 - 256,
-        "the slow one kept its first queue-full"
-    );
-    assert_eq!(h.stats().drops, 600 - 256);
+    // 30 fps: the slow one kept the first 2 s (frames 0..=60) and then lagged.
+    assert_eq!(slow.dropped(), 600 - 61, "the slow one kept its first 2 s");
+    assert_eq!(h.stats().drops, 600 - 61);
 }
 
 #[test]
 fn a_lagging_subscriber_resyncs_at_the_next_keyframe() {
     let h = hub(8);
     let mut s = h.subscribe();
-    push(&h, 0..20, 15); // 0..7 queued, 8..19 dropped (15 was a keyframe, but the queue was still full)
-    assert_eq!(indexes(&drain(&mut s)), (0..8).collect::<Vec<_>>());
-    assert_eq!(s.dropped(), 12);
-    push(&h, 20..33, 15); // 20..29 skipped while lagging; 30 is a keyframe
+    // 30 fps, not read: 0..=60 (2 s) queued, then 61..69 dropped (frame 0 waited over 2 s; 75 is the next
+    // keyframe).
+    push(&h, 0..70, 15);
+    assert_eq!(indexes(&drain(&mut s)), (0..=60).collect::<Vec<_>>());
+    assert_eq!(s.dropped(), 9);
+    push(&h, 70..78, 15); // 70..74 skipped while lagging; 75 is a keyframe
     let got = drain(&mut s);
-    assert_eq!(indexes(&got), vec![30, 31, 32]);
+    assert_eq!(indexes(&got), vec![75, 76, 77]);
     assert!(got[0].frame.is_keyframe, "resync starts at a keyframe");
-    assert_eq!(s.dropped(), 22);
-    push(&h, 33..35, 15);
+    assert_eq!(s.dropped(), 14);
+    push(&h, 78..80, 15);
     assert_eq!(
         indexes(&drain(&mut s)),
-        vec![33, 34],
+        vec![78, 79],
         "then everything again"
     );
 }

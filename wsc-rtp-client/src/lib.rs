@@ -5,6 +5,7 @@
 //! The sans-IO parts ([`reorder`], [`depacketize`]) are unit-tested; [`run`] is the I/O loop.
 
 pub mod depacketize;
+pub mod playout;
 pub mod reorder;
 mod tls;
 
@@ -61,6 +62,9 @@ pub struct ClientStats {
     pub codec: String,
     /// The `session_mode` messages received, as sent.
     pub modes: Vec<Value>,
+    /// How long a client showing frames by RTP time would hold the last frame, and the most it held any frame.
+    pub hold_last: Duration,
+    pub hold_max: Duration,
 }
 
 /// The protocol version this client speaks.
@@ -177,6 +181,7 @@ pub async fn run_with(mut opts: ClientOptions, connect: &Connect) -> anyhow::Res
     let mut last_proof = None::<Instant>;
     let mut stats = ClientStats::default();
     let mut reorder = Reorder::default();
+    let mut playout = playout::Playout::default();
     let mut depay: Option<Depacketizer> = None;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -272,6 +277,7 @@ pub async fn run_with(mut opts: ClientOptions, connect: &Connect) -> anyhow::Res
                         }
                         stats.frames += 1;
                         stats.time_to_first_frame.get_or_insert(started.elapsed());
+                        playout.push(Instant::now(), au.rtp_timestamp);
                         stats.bytes_written += au.annex_b.len() as u64;
                         if let Some(w) = opts.output.as_mut() {
                             w.write_all(&au.annex_b)?;
@@ -287,6 +293,8 @@ pub async fn run_with(mut opts: ClientOptions, connect: &Connect) -> anyhow::Res
     let _ = ws.close(None).await;
     stats.lost = reorder.lost;
     stats.repaired = reorder.repaired;
+    stats.hold_last = playout.hold_last;
+    stats.hold_max = playout.hold_max;
     Ok(stats)
 }
 

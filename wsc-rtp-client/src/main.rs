@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
     }
     eprintln!(
         "codec {} over {}: {} packets, {} dropped on purpose, {} repaired, {} lost, {} frames ({} keyframes), \
-         first frame after {} ms",
+         first frame after {} ms; played by RTP time, the last frame would be held {} ms (at most {} ms)",
         stats.codec,
         stats.transport,
         stats.packets,
@@ -96,7 +96,9 @@ async fn main() -> anyhow::Result<()> {
         stats.lost,
         stats.frames,
         stats.keyframes,
-        stats.time_to_first_frame.map_or(-1, |d| d.as_millis() as i64)
+        stats.time_to_first_frame.map_or(-1, |d| d.as_millis() as i64),
+        stats.hold_last.as_millis(),
+        stats.hold_max.as_millis()
     );
     Ok(())
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use hub::HubFrame;
 use sources::{Codec, ParameterSets};
 
-pub use clock::MediaClock;
+pub use clock::{MediaClock, CATCH_UP_SLACK_TICKS, CATCH_UP_STEP_TICKS};
 pub use control::{
     Command, CommandError, InputEvent, InputPlan, InputRequest, ModeName, ModeReason, ModeReport,
     ModeView, KEYFRAMES_ONLY_ABOVE, SPEED_RANGE,
@@ -113,6 +113,8 @@ pub struct ViewerStats {
     pub keyframe_requests: u64,
     pub keyframe_requests_answered: u64,
     pub input_switches: u64,
+    /// Frames sent with catch-up timestamps (a join burst or a read-ahead released at once; see [`MediaClock`]).
+    pub frames_caught_up: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -553,6 +555,7 @@ impl ViewerCore {
             self.last_live_wall_ms = Some(f.frame.wall_ms);
         }
         let timestamp = self.clock.timestamp(now, f.frame.pts_90k);
+        self.stats.frames_caught_up = self.clock.squeezed();
         let mut packets = std::mem::take(&mut self.packets);
         self.rtp.write_frame(f, timestamp, &mut packets);
         self.stats.frames_sent += 1;
