@@ -26,6 +26,9 @@ use tracing::{debug, info, warn};
 use crate::segmenter::{CloseReason, Closed, Segmenter, SegmenterOptions, Step};
 use crate::writer::SegmentWriter;
 
+/// How long the recorder's hub queue may hold a frame before frames are dropped (a counted gap).
+const RECORDER_MAX_LAG: Duration = Duration::from_secs(10);
+
 /// Default bound of the writer queue: about 20 s of a 12 Mbit/s camera. Memory, not disk, is what it protects.
 pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 32 * 1024 * 1024;
 /// What a queued command costs besides its frame's bytes (the command, the `Arc`, the channel slot).
@@ -236,7 +239,8 @@ async fn run(
     };
     let stream = hub.stream_id().to_owned();
     let mut segmenter = Segmenter::new(opts.segmenter);
-    let mut sub = hub.subscribe();
+    // A recorder waits out a stall (a slow disk is the writer queue's job) far longer than a viewer should.
+    let mut sub = hub.subscribe_with_lag(RECORDER_MAX_LAG);
     let mut hub_drops = sub.dropped();
     let mut dropping: Option<DropRun> = None;
     loop {

@@ -19,6 +19,7 @@ pub mod retention;
 mod server;
 pub mod session_control;
 pub mod store;
+mod tcp_tuning;
 mod tls;
 mod tokens_api;
 mod view;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use api_models::{CreateStream, InputDto, RetentionDto, TransportDto};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -166,9 +167,12 @@ impl Gateway {
         let serving_tls = tls.is_some();
         let http = match tls {
             None => tokio::spawn(
-                axum::serve(listener, app(state))
-                    .with_graceful_shutdown(stopped)
-                    .into_future(),
+                axum::serve(
+                    listener.tap_io(|s| crate::tcp_tuning::tune_accepted(s)),
+                    app(state),
+                )
+                .with_graceful_shutdown(stopped)
+                .into_future(),
             ),
             Some(tls) => tokio::spawn(
                 axum::serve(TlsListener::new(listener, tls)?, app(state))

@@ -97,7 +97,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
+        crate::tcp_tuning::tune_accepted(&stream);
         let acceptor = acceptor.clone();
         let ready = ready.clone();
         tokio::spawn(async move {

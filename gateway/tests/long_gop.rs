@@ -153,7 +153,12 @@ async fn chromium_joining_a_long_gop_is_live_within_seconds() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| (h["at"].as_f64().unwrap() - first, h["hold"].as_f64().unwrap()))
+        .map(|h| {
+            (
+                h["at"].as_f64().unwrap() - first,
+                h["hold"].as_f64().unwrap(),
+            )
+        })
         .collect();
     let mut late: Vec<f64> = holds
         .iter()

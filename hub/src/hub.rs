@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -69,10 +69,20 @@ impl Default for HubOptions {
     }
 }
 
+fn ticks_90k(d: Duration) -> i64 {
+    (d.as_micros() * 9 / 100).min(i64::MAX as u128) as i64
+}
+
+/// A frame in a subscriber's queue and when it was put there (stream time).
+struct Queued {
+    frame: Arc<HubFrame>,
+    at_90k: i64,
+}
+
 /// The hub's side of one subscriber.
 struct Slot {
     id: u64,
-    tx: mpsc::Sender<Arc<HubFrame>>,
+    tx: mpsc::Sender<Queued>,
     /// It fell behind; it gets nothing until the next keyframe it has room for.
     lagging: bool,
     dropped: Arc<AtomicU64>,
@@ -82,12 +92,14 @@ struct Slot {
     queued: u64,
     /// When each frame still in the queue was put there (stream time, 90 kHz), oldest first.
     queued_at: VecDeque<i64>,
+    /// Its lag bound in 90 kHz ticks.
+    max_lag_90k: i64,
 }
 
 impl Slot {
     /// Offers a frame at stream time `now_90k`; a subscriber too far behind skips to the next keyframe. Returns
     /// false if it is gone.
-    fn offer(&mut self, stream_id: &str, f: &Arc<HubFrame>, now_90k: i64, max_lag_90k: i64) -> bool {
+    fn offer(&mut self, stream_id: &str, f: &Arc<HubFrame>, now_90k: i64) -> bool {
         let waiting = self.queued - self.taken.load(Ordering::Acquire).min(self.queued);
         while self.queued_at.len() as u64 > waiting {
             self.queued_at.pop_front();
@@ -95,7 +107,7 @@ impl Slot {
         let behind = self
             .queued_at
             .front()
-            .is_some_and(|&at| now_90k - at > max_lag_90k);
+            .is_some_and(|&at| now_90k - at > self.max_lag_90k);
         if behind && !self.lagging {
             debug!(
                 stream = stream_id,
@@ -109,7 +121,10 @@ impl Slot {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return true;
         }
-        match self.tx.try_send(f.clone()) {
+        match self.tx.try_send(Queued {
+            frame: f.clone(),
+            at_90k: now_90k,
+        }) {
             Ok(()) => {
                 self.queued += 1;
                 self.queued_at.push_back(now_90k);
@@ -162,6 +177,8 @@ struct State {
 struct Shared {
     stream_id: String,
     opts: HubOptions,
+    /// `State::now_90k`, readable without the lock: subscribers measure how long their frames waited against it.
+    now_90k: Arc<AtomicI64>,
     /// Set once by [`Hub::close`]; subscribers read it without the lock.
     closed: Arc<AtomicBool>,
     state: Mutex<State>,
@@ -190,6 +207,7 @@ impl Hub {
             shared: Arc::new(Shared {
                 stream_id: stream_id.into(),
                 opts,
+                now_90k: Arc::new(AtomicI64::new(0)),
                 closed: Arc::new(AtomicBool::new(false)),
                 state: Mutex::new(State {
                     slots: Vec::new(),
@@ -215,6 +233,13 @@ impl Hub {
     /// A new subscriber. It first receives the whole GOP cache at once (so its first frame is a keyframe and its
     /// last is the live edge), then live frames. On a closed hub the subscriber ends at once.
     pub fn subscribe(&self) -> Subscriber {
+        self.subscribe_with_lag(self.shared.opts.max_lag)
+    }
+
+    /// [`Hub::subscribe`] with its own lag bound instead of [`HubOptions::max_lag`]: a recorder rides out a
+    /// longer stall of its disk than a viewer should wait.
+    pub fn subscribe_with_lag(&self, max_lag: Duration) -> Subscriber {
+        let max_lag_90k = ticks_90k(max_lag);
         let opts = &self.shared.opts;
         // tokio allocates a channel's slots in small blocks as they fill, so room for a long GOP costs nothing
         // until a subscriber uses it.
@@ -234,10 +259,10 @@ impl Hub {
                 taken: taken.clone(),
                 queued: 0,
                 queued_at: VecDeque::new(),
+                max_lag_90k,
             };
-            let max_lag = self.max_lag_90k();
             for f in st.gop.frames() {
-                slot.offer(&self.shared.stream_id, f, st.now_90k, max_lag);
+                slot.offer(&self.shared.stream_id, f, st.now_90k);
             }
             st.slots.push(slot);
         }
@@ -246,6 +271,9 @@ impl Hub {
             id,
             dropped,
             taken,
+            now_90k: self.shared.now_90k.clone(),
+            max_lag_90k,
+            skipping: false,
             closed: self.shared.closed.clone(),
             hub: Arc::downgrade(&self.shared),
         }
@@ -264,10 +292,6 @@ impl Hub {
         st.departed_drops += departed;
         st.slots.clear();
         st.gop.clear();
-    }
-
-    fn max_lag_90k(&self) -> i64 {
-        (self.shared.opts.max_lag.as_micros() * 9 / 100).min(i64::MAX as u128) as i64
     }
 
     /// True once [`Hub::close`] was called.
@@ -329,6 +353,7 @@ impl FrameSink for Hub {
         st.next_index += 1;
         // Stream time never runs backwards here, whatever a broken source stamps.
         st.now_90k = st.now_90k.max(f.frame.pts_90k);
+        self.shared.now_90k.store(st.now_90k, Ordering::Release);
         st.counters.on_frame(&f.frame);
         if !f.frame.is_slate
             && !st
@@ -340,9 +365,9 @@ impl FrameSink for Hub {
         }
         st.gop.push(&f);
         let mut departed = 0;
-        let (now, max_lag) = (st.now_90k, self.max_lag_90k());
+        let now = st.now_90k;
         st.slots.retain_mut(|slot| {
-            let alive = slot.offer(&self.shared.stream_id, &f, now, max_lag);
+            let alive = slot.offer(&self.shared.stream_id, &f, now);
             if !alive {
                 departed += slot.dropped.load(Ordering::Relaxed);
             }
@@ -364,10 +389,15 @@ impl FrameSink for Hub {
 
 /// A subscription to a hub: a bounded queue of frames. Dropping it unsubscribes.
 pub struct Subscriber {
-    rx: mpsc::Receiver<Arc<HubFrame>>,
+    rx: mpsc::Receiver<Queued>,
     id: u64,
     dropped: Arc<AtomicU64>,
     taken: Arc<AtomicU64>,
+    /// The hub's stream time, to tell how long a frame waited in the queue.
+    now_90k: Arc<AtomicI64>,
+    max_lag_90k: i64,
+    /// A frame waited too long: frames are skipped up to the next keyframe that did not.
+    skipping: bool,
     closed: Arc<AtomicBool>,
     /// Weak, so subscribers don't keep a hub alive: once every `Hub` handle is gone, they drain and end.
     hub: Weak<Shared>,
@@ -383,17 +413,39 @@ impl fmt::Debug for Subscriber {
     }
 }
 
+/// What a subscriber made of one item of its queue.
+enum Taken {
+    Frame(Arc<HubFrame>),
+    /// Waited longer than the lag bound (or depends on one that did): skipped.
+    Skipped,
+    End,
+}
+
 impl Subscriber {
-    /// The next frame; `None` once the hub is closed (queued frames are discarded) or gone and drained.
+    /// The next frame; `None` once the hub is closed (queued frames are discarded) or gone and drained. A frame
+    /// that waited in the queue longer than the hub's lag bound is never handed out: the subscriber skips to the
+    /// next keyframe that did not, so a consumer that stalled resumes near the live edge, not where it stopped.
     pub async fn recv(&mut self) -> Option<Arc<HubFrame>> {
-        let f = self.rx.recv().await;
-        self.open(f)
+        loop {
+            let q = self.rx.recv().await;
+            match self.take(q) {
+                Taken::Frame(f) => return Some(f),
+                Taken::Skipped => continue,
+                Taken::End => return None,
+            }
+        }
     }
 
     /// The next queued frame, if any, without waiting.
     pub fn try_recv(&mut self) -> Option<Arc<HubFrame>> {
-        let f = self.rx.try_recv().ok();
-        self.open(f)
+        loop {
+            let q = self.rx.try_recv().ok();
+            match self.take(q) {
+                Taken::Frame(f) => return Some(f),
+                Taken::Skipped => continue,
+                Taken::End => return None,
+            }
+        }
     }
 
     /// Frames this subscriber missed because it fell behind.
@@ -401,11 +453,20 @@ impl Subscriber {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    fn open(&self, f: Option<Arc<HubFrame>>) -> Option<Arc<HubFrame>> {
-        if f.is_some() {
-            self.taken.fetch_add(1, Ordering::Release);
+    fn take(&mut self, q: Option<Queued>) -> Taken {
+        let Some(q) = q else { return Taken::End };
+        self.taken.fetch_add(1, Ordering::Release);
+        if self.closed.load(Ordering::Acquire) {
+            return Taken::End;
         }
-        f.filter(|_| !self.closed.load(Ordering::Acquire))
+        let stale = self.now_90k.load(Ordering::Acquire) - q.at_90k > self.max_lag_90k;
+        if stale || (self.skipping && !q.frame.frame.is_keyframe) {
+            self.skipping = true;
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return Taken::Skipped;
+        }
+        self.skipping = false;
+        Taken::Frame(q.frame)
     }
 }
 
@@ -489,11 +550,13 @@ mod tests {
         assert_eq!(s.dropped(), 0);
         // One more frame and the oldest waiting frame is over 2 s old: dropped until a keyframe.
         push(&h, 2 * FPS + 1, 8, 30);
-        assert_eq!(drain(&mut s), (0..=2 * FPS as u64).collect::<Vec<_>>());
         assert_eq!(s.dropped(), 8);
-        push(&h, 59, 4, 30); // 59 skipped, 60 is a keyframe
+        // Taken now: frames 0..=7 waited over 2 s, so the subscriber skips to keyframe 30; 8..=50 waited less.
+        assert_eq!(drain(&mut s), (30..=2 * FPS as u64).collect::<Vec<_>>());
+        assert_eq!(s.dropped(), 8 + 30);
+        push(&h, 59, 4, 30); // 59 skipped by the hub, 60 is a keyframe
         assert_eq!(drain(&mut s), vec![60, 61, 62]);
-        assert_eq!(s.dropped(), 9);
+        assert_eq!(s.dropped(), 8 + 30 + 1);
     }
 
     #[test]

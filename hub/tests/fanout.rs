@@ -134,13 +134,20 @@ fn a_lagging_subscriber_resyncs_at_the_next_keyframe() {
     // 30 fps, not read: 0..=60 (2 s) queued, then 61..69 dropped (frame 0 waited over 2 s; 75 is the next
     // keyframe).
     push(&h, 0..70, 15);
-    assert_eq!(indexes(&drain(&mut s)), (0..=60).collect::<Vec<_>>());
     assert_eq!(s.dropped(), 9);
+    // Read now: 0..=8 waited over 2 s, so the reader skips them and what depends on them, to keyframe 15.
+    let got = drain(&mut s);
+    assert_eq!(indexes(&got), (15..=60).collect::<Vec<_>>());
+    assert!(
+        got[0].frame.is_keyframe,
+        "what is left starts at a keyframe"
+    );
+    assert_eq!(s.dropped(), 9 + 15);
     push(&h, 70..78, 15); // 70..74 skipped while lagging; 75 is a keyframe
     let got = drain(&mut s);
     assert_eq!(indexes(&got), vec![75, 76, 77]);
     assert!(got[0].frame.is_keyframe, "resync starts at a keyframe");
-    assert_eq!(s.dropped(), 14);
+    assert_eq!(s.dropped(), 9 + 15 + 5);
     push(&h, 78..80, 15);
     assert_eq!(
         indexes(&drain(&mut s)),

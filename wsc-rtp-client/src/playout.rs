@@ -48,7 +48,10 @@ mod tests {
         }
         assert_eq!(p.hold_last, Duration::from_millis(360));
         // The next frame arrives 40 ms later but is due 400 ms after the first: still held 360 ms.
-        assert_eq!(p.push(t0 + Duration::from_millis(40), 36_000), Duration::from_millis(360));
+        assert_eq!(
+            p.push(t0 + Duration::from_millis(40), 36_000),
+            Duration::from_millis(360)
+        );
         assert_eq!(p.hold_max, Duration::from_millis(360));
     }
 
@@ -57,7 +60,13 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Playout::default();
         p.push(t0, 0);
-        assert_eq!(p.push(t0 + Duration::from_millis(100), 3600), Duration::ZERO);
-        assert_eq!(p.push(t0 + Duration::from_millis(120), 7200), Duration::from_millis(20));
+        assert_eq!(
+            p.push(t0 + Duration::from_millis(100), 3600),
+            Duration::ZERO
+        );
+        assert_eq!(
+            p.push(t0 + Duration::from_millis(120), 7200),
+            Duration::from_millis(20)
+        );
     }
 }

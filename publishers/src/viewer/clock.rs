@@ -98,7 +98,10 @@ impl MediaClock {
                 // Wrapping on purpose: RTP timestamps are modulo 2^32.
                 let timestamp = self.base.0.wrapping_add(run as u32);
                 let wall = match self.wall.1 {
-                    Some(at) => self.wall.0.wrapping_add(ticks(now.saturating_duration_since(at)) as u32),
+                    Some(at) => self
+                        .wall
+                        .0
+                        .wrapping_add(ticks(now.saturating_duration_since(at)) as u32),
                     None => timestamp,
                 };
                 if lead(timestamp, wall) > i64::from(CATCH_UP_SLACK_TICKS) {
@@ -222,7 +225,10 @@ mod tests {
         let burst: Vec<u32> = (0..500).map(|i| c.timestamp(t0, i * 3600)).collect();
         // The first 60 ms keep their spacing, then 1 ms apart.
         assert_eq!(&burst[..3], &[0, 3600, 3600 + CATCH_UP_STEP_TICKS]);
-        assert!(burst.windows(2).skip(1).all(|w| w[1] - w[0] == CATCH_UP_STEP_TICKS));
+        assert!(burst
+            .windows(2)
+            .skip(1)
+            .all(|w| w[1] - w[0] == CATCH_UP_STEP_TICKS));
         let end = *burst.last().unwrap();
         assert!(end < 90 * 600, "20 s of frames in {} ms", end / 90);
         // Live frames every 40 ms: squeezed while the burst still leads the wall time, then spaced by their pts
