@@ -1,0 +1,439 @@
+//! The web client as a user drives it, in headless Chromium against one gateway recording the RTSP fixture
+//! (`cam`, whose recording has a gap: the camera was stopped for a few seconds) and a few test-pattern streams:
+//! a stream added from the form plays live; the timeline shows the two recorded ranges; a click into the first
+//! range plays from there (the session reports DVR at about that instant); a selected range exports to an MP4 that
+//! ffprobe decodes; a click across the gap, a speed change, ← and "Go live" each keep the picture coming; a deep
+//! link opens the recording at an instant and a speed; the 2×2 grid plays four streams; markup in a stream's label
+//! or in the URL shows as text and runs nothing. Screenshots of the player (live, DVR) and the grid are saved under
+//! `$CARGO_TARGET_TMPDIR/web_client/`.
+//!
+//! One gateway and one Chromium serve every step (CI time); each step waits on what the page shows, with a
+//! deadline.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::browser::Browser;
+use serde_json::{json, Value};
+
+/// The page's own account of itself (`window.gatewayPage`).
+const PAGE: &str = "const p = window.gatewayPage; \
+    return p ? { view: p.view, error: p.error, player: p.player, tiles: p.tiles, streams: p.streams } : null;";
+
+/// Markup that would run script if a page ever parsed it as HTML.
+const XSS: &str = "<img src=x onerror=\"window.__xss=1\">";
+
+fn artefacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web_client");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn page(b: &Browser) -> Value {
+    b.script(PAGE).await
+}
+
+/// Polls the page until `pred` holds on its state; panics with `what` and the last state after `secs`.
+async fn until(b: &Browser, what: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let p = page(b).await;
+        if pred(&p) {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never happened; page: {p}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Polls the JavaScript expression `expr` until it is truthy.
+async fn until_js(b: &Browser, what: &str, expr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.script(&format!("return Boolean({expr});")).await != true {
+        assert!(Instant::now() < deadline, "{what}: never happened");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the player's frames decoded rise by 10 past what they are now (the picture keeps coming).
+async fn frames_rise(b: &Browser, after: &str) {
+    let f0 = page(b).await["player"]["framesDecoded"]
+        .as_u64()
+        .unwrap_or(0);
+    until(b, &format!("frames decoded rise after {after}"), 15, |p| {
+        assert!(
+            p["error"].is_null(),
+            "the page shows an error after {after}: {p}"
+        );
+        p["player"]["framesDecoded"].as_u64().unwrap_or(0) > f0 + 10
+    })
+    .await;
+}
+
+/// Waits until the stats overlay has a bitrate to show (two samples), for a screenshot that says something.
+async fn stats_shown(b: &Browser) {
+    until(b, "a bitrate in the stats", 10, |p| {
+        p["player"]["stats"]["bitrateKbps"].as_f64().unwrap_or(0.0) > 0.0
+    })
+    .await;
+}
+
+/// The session's mode, as the gateway reports it (`GET /sessions/{id}/mode`).
+async fn mode(base: &str, b: &Browser) -> Value {
+    let sid = page(b).await["player"]["sessionId"]
+        .as_str()
+        .expect("a session")
+        .to_owned();
+    reqwest::get(format!("{base}/sessions/{sid}/mode"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn mode_until(base: &str, b: &Browser, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = mode(base, b).await;
+        if pred(&m) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "{what}: mode is {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The horizontal offset from the timeline track's centre of instant `ms`, as the page draws it now.
+async fn timeline_x(b: &Browser, ms: i64) -> i64 {
+    let v = b
+        .script(&format!(
+            "const t = document.querySelector('.tl-track'); const r = t.getBoundingClientRect(); \
+             const a = Number(t.dataset.viewStart), e = Number(t.dataset.viewEnd); \
+             return Math.round(({ms} - a) / (e - a) * r.width - r.width / 2);"
+        ))
+        .await;
+    v.as_i64().unwrap()
+}
+
+/// Clicks the timeline at instant `ms`.
+async fn click_timeline(b: &Browser, ms: i64) {
+    let track = b.element(".tl-track").await;
+    let x = timeline_x(b, ms).await;
+    b.actions(json!([{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"}, "actions": [
+        {"type": "pointerMove", "origin": track, "x": x, "y": 0},
+        {"type": "pointerDown", "button": 0},
+        {"type": "pointerUp", "button": 0},
+    ]}]))
+    .await;
+}
+
+/// Drags on the timeline from instant `from` to `to`.
+async fn drag_timeline(b: &Browser, from: i64, to: i64) {
+    let track = b.element(".tl-track").await;
+    let (x0, x1) = (timeline_x(b, from).await, timeline_x(b, to).await);
+    b.actions(json!([{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"}, "actions": [
+        {"type": "pointerMove", "origin": track, "x": x0, "y": 0},
+        {"type": "pointerDown", "button": 0},
+        {"type": "pointerMove", "origin": track, "x": (x0 + x1) / 2, "y": 0, "duration": 100},
+        {"type": "pointerMove", "origin": track, "x": x1, "y": 0, "duration": 100},
+        {"type": "pointerUp", "button": 0},
+    ]}]))
+    .await;
+}
+
+/// Presses and releases one key (a WebDriver key value: " ", "\u{E012}" for ←).
+async fn key(b: &Browser, k: &str) {
+    b.actions(json!([{"type": "key", "id": "keyboard", "actions": [
+        {"type": "keyDown", "value": k}, {"type": "keyUp", "value": k},
+    ]}]))
+    .await;
+}
+
+async fn screenshot(b: &Browser, name: &str) {
+    let png = b.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    let path = artefacts().join(name);
+    std::fs::write(&path, png).unwrap();
+    eprintln!("screenshot: {}", path.display());
+}
+
+/// Registers a test-pattern stream through the API (small and slow: cheap to encode).
+async fn add_pattern(base: &str, id: &str, label: &str) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/streams"))
+        .json(&json!({"source_id": id, "rtsp_inputs": [{"label": label,
+            "url": "testsrc://?width=320&height=180&fps=10&gop=10", "priority": 0}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_client_plays_rewinds_exports_and_shows_a_grid() {
+    let t0 = Instant::now();
+    let downloads = tempfile::tempdir().unwrap();
+    let prefs = json!({
+        "download.default_directory": downloads.path().to_str().unwrap(),
+        "download.prompt_for_download": false,
+    });
+    let ((_fixture, gw, _dir, r), browser) = tokio::join!(
+        common::recording::recorded_camera_with_a_gap(),
+        Browser::open_with_prefs("about:blank", &["--window-size=1100,900"], prefs),
+    );
+    let b = &browser;
+    let base = gw.base_url();
+    let ((a0, a1), (b0, _)) = (r[0], r[1]);
+    eprintln!("recorded {r:?} in {:?}", t0.elapsed());
+    add_pattern(&base, "lot", "main").await;
+    add_pattern(&base, "xss", XSS).await;
+
+    // 1. A stream added from the form plays live; an API error shows in words.
+    b.go(&format!("{base}/debug/")).await;
+    until(b, "the streams list", 10, |p| {
+        p["streams"].as_array().is_some_and(|s| s.len() == 3)
+    })
+    .await;
+    b.type_into("[name=source_id]", "yard").await;
+    b.type_into(
+        "#inputs [name=url]",
+        "testsrc://?width=320&height=180&fps=10&gop=10",
+    )
+    .await;
+    b.click("#form-submit").await;
+    until(b, "the new stream in the list", 10, |p| {
+        p["streams"].as_array().unwrap().iter().any(|s| s == "yard")
+    })
+    .await;
+    b.type_into("[name=source_id]", "yard").await;
+    b.type_into("#inputs [name=url]", "testsrc://").await;
+    b.click("#form-submit").await;
+    let p = until(b, "an error for a taken id", 10, |p| p["error"].is_string()).await;
+    assert!(
+        p["error"].as_str().unwrap().contains("yard"),
+        "the error names the stream: {p}"
+    );
+    // Editing: turn recording on from the form.
+    b.go(&format!("{base}/debug/?edit=yard")).await;
+    until_js(
+        b,
+        "the edit form on yard",
+        "document.querySelector('#form-title').textContent === 'Edit stream yard'",
+    )
+    .await;
+    b.click("[name=should_record]").await;
+    b.click("#form-submit").await;
+    common::stream_until(&gw, "yard", |v| v["should_record"] == true).await;
+
+    b.click("tr[data-id=yard] button.watch").await;
+    until(b, "the player on yard", 10, |p| p["view"] == "player").await;
+    frames_rise(b, "adding the stream from the form").await;
+    assert_eq!(mode(&base, b).await["mode"], "live");
+    screenshot(b, "player-live-form-stream.png").await;
+
+    // 2. The recorded camera: two ranges on the timeline, and a gap between them.
+    b.go(&format!("{base}/debug/?stream=cam")).await;
+    until(b, "the timeline shows the two recorded ranges", 15, |p| {
+        p["player"]["ranges"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2)
+    })
+    .await;
+    frames_rise(b, "opening cam live").await;
+    let drawn = b
+        .script("return [document.querySelectorAll('.tl-range').length, document.querySelectorAll('.tl-gap').length]")
+        .await;
+    assert_eq!(drawn, json!([2, 1]), "ranges and the gap drawn");
+    b.click("[data-zoom='1m']").await;
+    stats_shown(b).await;
+    screenshot(b, "player-live.png").await;
+    b.click("[data-zoom='10m']").await;
+
+    // 3. A click into the first range plays from there.
+    let target = (a0 + a1) / 2;
+    click_timeline(b, target).await;
+    let m = mode_until(&base, b, "DVR after a click in the first range", |m| {
+        m["mode"] == "dvr"
+    })
+    .await;
+    let pos = m["position_ms"].as_i64().unwrap();
+    assert!(
+        (pos - target).abs() < 3_000,
+        "position {pos} near the clicked {target}: {m}"
+    );
+    frames_rise(b, "a click into the first range").await;
+
+    // 4. Space pauses; a range selected on the timeline exports to an MP4 that plays.
+    key(b, " ").await;
+    mode_until(&base, b, "paused by space", |m| m["paused"] == true).await;
+    b.click("[data-zoom='1m']").await;
+    b.click("#select").await;
+    let (s0, s1) = (a0 + 1_000, a1 - 1_000);
+    drag_timeline(b, s0, s1).await;
+    let sel = until(b, "a selection", 5, |p| p["player"]["selection"].is_array()).await["player"]
+        ["selection"]
+        .clone();
+    let (g0, g1) = (sel[0].as_i64().unwrap(), sel[1].as_i64().unwrap());
+    assert!(
+        (g0 - s0).abs() < 1_000 && (g1 - s1).abs() < 1_000,
+        "selected {sel} for {s0}..{s1}"
+    );
+    b.click("#export").await;
+    let file = wait_for_download(downloads.path()).await;
+    let probed = testdata::probe::ffprobe(&file, None).expect("ffprobe reads the export");
+    let want_secs = (g1 - g0) as f64 / 1000.0;
+    assert!(probed.frames > 10, "{probed:?}");
+    assert!(
+        probed.duration_secs >= want_secs - 0.5 && probed.duration_secs <= want_secs + 2.5,
+        "the export covers the selection ({want_secs} s): {probed:?}"
+    );
+    assert_eq!(
+        testdata::probe::decode_errors(&file, None).unwrap(),
+        Vec::<String>::new()
+    );
+    std::fs::copy(&file, artefacts().join("export.mp4")).unwrap();
+    // 5. Across the gap (from the paused first range), play, a speed change, ← 10 s, then "Go live".
+    b.click("[data-zoom='10m']").await;
+    click_timeline(b, b0 + 1_500).await;
+    let m = mode_until(&base, b, "a seek into the second range", |m| {
+        m["position_ms"].as_i64().unwrap_or(0) >= b0 - 1_000
+    })
+    .await;
+    assert_eq!(m["mode"], "dvr", "{m}");
+    assert!(m["position_ms"].as_i64().unwrap() < b0 + 4_000, "{m}");
+    if m["paused"] == true {
+        b.click("#pause").await;
+    }
+    mode_until(&base, b, "playing", |m| m["paused"] == false).await;
+    frames_rise(b, "a seek across the gap").await;
+    b.click("#speed option[value='2']").await;
+    mode_until(&base, b, "speed 2", |m| m["speed"] == 2.0).await;
+    frames_rise(b, "speed 2").await;
+    let before = mode(&base, b).await["position_ms"].as_i64().unwrap();
+    key(b, "\u{E012}").await;
+    mode_until(&base, b, "10 s back with ←", |m| {
+        m["mode"] == "dvr" && m["position_ms"].as_i64().unwrap() < before - 5_000
+    })
+    .await;
+    frames_rise(b, "←").await;
+    b.click("[data-zoom='1m']").await;
+    stats_shown(b).await;
+    screenshot(b, "player-dvr.png").await;
+    b.click("#live").await;
+    mode_until(&base, b, "live again", |m| m["mode"] == "live").await;
+    frames_rise(b, "Go live").await;
+
+    // 6. A deep link opens the recording at an instant and a speed, and the URL keeps following the position.
+    let at = a0 + 1_000;
+    b.go(&format!("{base}/debug/?stream=cam&t={at}&speed=0.5"))
+        .await;
+    until(b, "the deep link's session", 10, |p| {
+        p["player"]["sessionId"].is_string()
+    })
+    .await;
+    let m = mode_until(&base, b, "DVR at the linked instant", |m| {
+        m["mode"] == "dvr" && m["speed"] == 0.5
+    })
+    .await;
+    assert!(
+        (m["position_ms"].as_i64().unwrap() - at).abs() < 3_000,
+        "{m} for t={at}"
+    );
+    frames_rise(b, "a deep link").await;
+    let href = b.script("return location.href").await;
+    assert!(
+        href.as_str().unwrap().contains("speed=0.5") && href.as_str().unwrap().contains("t="),
+        "{href}"
+    );
+
+    // 7. The 2×2 grid: four streams, each playing; a click on a tile opens the player.
+    b.go(&format!("{base}/debug/?view=grid&layout=2x2")).await;
+    until(b, "four tiles decoding", 30, |p| {
+        let tiles = p["tiles"].as_array().cloned().unwrap_or_default();
+        tiles.len() == 4
+            && tiles
+                .iter()
+                .all(|t| t["framesDecoded"].as_u64().unwrap_or(0) > 10)
+    })
+    .await;
+    screenshot(b, "grid.png").await;
+    b.click(".tile[data-stream=lot]").await;
+    until(b, "the player from a tile", 10, |p| {
+        p["player"]["stream"] == "lot"
+    })
+    .await;
+
+    // 8. Markup in a label and in the URL is text, and runs nothing.
+    b.go(&format!("{base}/debug/")).await;
+    until(b, "the list", 10, |p| {
+        p["streams"].as_array().is_some_and(|s| s.len() == 4)
+    })
+    .await;
+    let shown = b
+        .script("return document.querySelector('tr[data-id=xss] td.inputs').textContent")
+        .await;
+    assert!(shown.as_str().unwrap().contains(XSS), "{shown}");
+    b.go(&format!("{base}/debug/?edit=xss")).await;
+    until_js(
+        b,
+        "the edit form on xss",
+        "document.querySelector('[name=source_id]').value === 'xss'",
+    )
+    .await;
+    let label = b
+        .script("return document.querySelector('#inputs [name=label]').value")
+        .await;
+    assert_eq!(label, XSS);
+    let escaped: String = url::form_urlencoded::byte_serialize(XSS.as_bytes()).collect();
+    b.go(&format!("{base}/debug/?stream={escaped}")).await;
+    until(b, "an error for a stream that does not exist", 10, |p| {
+        p["error"].is_string()
+    })
+    .await;
+    let title = b
+        .script("return document.querySelector('#player-title').textContent")
+        .await;
+    assert_eq!(title, XSS);
+    b.go(&format!("{base}/debug/?view=grid&streams={escaped},xss"))
+        .await;
+    until(b, "the grid with a bad id", 10, |p| {
+        p["tiles"].as_array().is_some_and(|t| t.len() == 2)
+    })
+    .await;
+    let ran = b
+        .script("return [document.querySelectorAll('img').length, window.__xss === undefined]")
+        .await;
+    assert_eq!(
+        ran,
+        json!([0, true]),
+        "no markup became elements, no script ran"
+    );
+
+    b.go("about:blank").await;
+    browser.close().await;
+    gw.shutdown().await.unwrap();
+    eprintln!("web client test took {:?}", t0.elapsed());
+}
+
+/// Waits for Chromium to finish a download into `dir` and returns the file.
+async fn wait_for_download(dir: &Path) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let done: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "mp4"))
+            .collect();
+        if let Some(f) = done.into_iter().next() {
+            return f;
+        }
+        assert!(Instant::now() < deadline, "no MP4 downloaded into {dir:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
