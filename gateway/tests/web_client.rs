@@ -4,7 +4,7 @@
 //! range plays from there (the session reports DVR at about that instant); a selected range exports to an MP4 that
 //! ffprobe decodes; a click across the gap, a speed change, ← and "Go live" each keep the picture coming; a deep
 //! link opens the recording at an instant and a speed; the 2×2 grid plays four streams; markup in a stream's label
-//! or in the URL shows as text and runs nothing. Screenshots of the player (live, DVR) and the grid are saved under
+//! or in the URL shows as text and runs nothing; a stream is deleted after a confirmation. Screenshots of the player (live, DVR) and the grid are saved under
 //! `$CARGO_TARGET_TMPDIR/web_client/`.
 //!
 //! One gateway and one Chromium serve every step (CI time); each step waits on what the page shows, with a
@@ -379,6 +379,7 @@ async fn the_web_client_plays_rewinds_exports_and_shows_a_grid() {
         .script("return document.querySelector('tr[data-id=xss] td.inputs').textContent")
         .await;
     assert!(shown.as_str().unwrap().contains(XSS), "{shown}");
+    screenshot(b, "streams.png").await;
     b.go(&format!("{base}/debug/?edit=xss")).await;
     until_js(
         b,
@@ -415,6 +416,23 @@ async fn the_web_client_plays_rewinds_exports_and_shows_a_grid() {
         "no markup became elements, no script ran"
     );
 
+    // 9. Delete, after a confirmation.
+    b.go(&format!("{base}/debug/")).await;
+    until_js(
+        b,
+        "the row of yard",
+        "document.querySelector('tr[data-id=yard]')",
+    )
+    .await;
+    b.click("tr[data-id=yard] button.delete").await;
+    b.accept_dialog().await;
+    until(b, "yard gone from the list", 10, |p| {
+        p["streams"].as_array().is_some_and(|s| s.len() == 3)
+    })
+    .await;
+    let gone = reqwest::get(format!("{base}/streams/yard")).await.unwrap();
+    assert_eq!(gone.status(), 404);
+
     b.go("about:blank").await;
     browser.close().await;
     gw.shutdown().await.unwrap();
@@ -436,4 +454,143 @@ async fn wait_for_download(dir: &Path) -> PathBuf {
         assert!(Instant::now() < deadline, "no MP4 downloaded into {dir:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The admin token of the auth test's gateway.
+const ADMIN: &str = "admin-secret-for-the-web-client";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_admin_token_the_page_asks_for_it_and_hands_viewers_tokens_of_their_own() {
+    let (gw, browser) = tokio::join!(
+        common::start_with(|c| {
+            c.admin_token = Some(ADMIN.into());
+            c.segment_secs = 2;
+        }),
+        Browser::open("about:blank", &["--window-size=1100,900"]),
+    );
+    let b = &browser;
+    let r = gw
+        .client
+        .post(gw.url("/streams"))
+        .bearer_auth(ADMIN)
+        .json(
+            &json!({"source_id": "door", "should_record": true, "rtsp_inputs": [{"label": "main",
+            "url": "testsrc://?width=320&height=180&fps=10&gop=10", "priority": 0}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // Without a token the page says what it needs and asks for it; given, it is kept in the browser only.
+    b.go(&gw.url("/debug/")).await;
+    until_js(
+        b,
+        "the token prompt",
+        "!document.querySelector('#token-box').hidden",
+    )
+    .await;
+    let p = until(b, "an error in words", 10, |p| p["error"].is_string()).await;
+    assert!(p["error"].as_str().unwrap().contains("admin token"), "{p}");
+    b.type_into("#token", ADMIN).await;
+    b.click("#token-form [type=submit]").await;
+    until(b, "the streams listed with the token", 10, |p| {
+        p["streams"] == json!(["door"])
+    })
+    .await;
+    let kept = b
+        .script("return [localStorage.getItem('gateway.apiToken'), location.href]")
+        .await;
+    assert_eq!(kept[0], ADMIN);
+    assert!(!kept[1].as_str().unwrap().contains(ADMIN), "{kept}");
+
+    // The admin plays (the API takes the admin token for WHEP and recordings, in a header).
+    b.go(&gw.url("/debug/?stream=door&zoom=1m")).await;
+    frames_rise(b, "opening door as the admin").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let range = loop {
+        let v: Value = gw
+            .client
+            .get(gw.url("/streams/door/recordings"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let finished = v["ranges"][0]["segments"]
+            .as_array()
+            .is_some_and(|s| s.iter().filter(|s| s["state"] != "writing").count() >= 2);
+        if finished {
+            break (
+                v["ranges"][0]["start_ms"].as_i64().unwrap(),
+                v["ranges"][0]["segments"][1]["end_ms"].as_i64().unwrap(),
+            );
+        }
+        assert!(Instant::now() < deadline, "no finished segments: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    until(b, "the recorded range on the timeline", 10, |p| {
+        p["player"]["ranges"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    })
+    .await;
+
+    // An export link carries a short-lived viewer token minted for it, never the admin token.
+    b.click("#select").await;
+    drag_timeline(b, range.0 + 500, range.1 - 500).await;
+    b.click("#export").await;
+    until_js(
+        b,
+        "the export link",
+        "document.querySelector('#export-link')",
+    )
+    .await;
+    let href = b
+        .script("return document.querySelector('#export-link').href")
+        .await;
+    let href = href.as_str().unwrap().to_owned();
+    assert!(href.contains("token=") && !href.contains(ADMIN), "{href}");
+    let resp = reqwest::get(&href).await.unwrap();
+    assert_eq!(resp.status(), 200, "{href}");
+    assert_eq!(resp.headers()["content-type"], "video/mp4");
+
+    // A shared link carries a viewer token: without the admin token, it plays live and from the recording.
+    b.click("#share").await;
+    until_js(
+        b,
+        "the share link",
+        "document.querySelector('#share-url').value",
+    )
+    .await;
+    let shared = b
+        .script("return document.querySelector('#share-url').value")
+        .await;
+    let shared = shared.as_str().unwrap().to_owned();
+    assert!(
+        shared.contains("token=") && !shared.contains(ADMIN),
+        "{shared}"
+    );
+    b.script("localStorage.clear(); sessionStorage.clear(); return null;")
+        .await;
+    b.go(&gw.url("/debug/?stream=door")).await;
+    let p = until(b, "a refusal in words without a token", 10, |p| {
+        p["error"].is_string()
+    })
+    .await;
+    assert!(p["error"].as_str().unwrap().contains("token"), "{p}");
+    b.go(&shared).await;
+    frames_rise(b, "opening the shared link").await;
+    click_timeline(b, range.0 + 1_000).await;
+    mode_until(&gw.base, b, "DVR with the shared link's token", |m| {
+        m["mode"] == "dvr"
+    })
+    .await;
+    frames_rise(b, "a seek with the shared link's token").await;
+
+    b.go("about:blank").await;
+    browser.close().await;
+    gw.stop().await;
 }

@@ -212,6 +212,17 @@ impl Browser {
         .await;
     }
 
+    /// Accepts the page's `confirm()` (or `alert()`) dialog.
+    pub async fn accept_dialog(&self) {
+        command(
+            &self.http,
+            reqwest::Method::POST,
+            self.url("/alert/accept"),
+            json!({}),
+        )
+        .await;
+    }
+
     /// A PNG of the viewport.
     pub async fn screenshot(&self) -> Vec<u8> {
         use base64::Engine;
