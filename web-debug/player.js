@@ -182,7 +182,8 @@ export class Player {
     $("#pause").textContent = m && m.paused ? "Play" : "Pause";
     if (m && document.activeElement !== $("#speed")) $("#speed").value = String(m.speed);
     writeUrl({
-      t: m && !live && pos !== null ? Math.round(pos) : null,
+      // Whole seconds: the address changes once a second while playing, not on every redraw.
+      t: m && !live && pos !== null ? Math.round(pos / 1000) * 1000 : null,
       speed: m && m.speed !== 1 ? m.speed : null,
       paused: !!(m && m.paused),
     });
