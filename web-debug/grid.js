@@ -37,6 +37,7 @@ export class Grid {
       this.all = [];
     }
     const ids = (this.wanted.length ? this.wanted : this.all).slice(0, n * n);
+    this.renderChooser(ids, n * n);
     const root = $("#grid");
     root.style.setProperty("--cols", String(n));
     root.replaceChildren();
@@ -53,6 +54,26 @@ export class Grid {
       this.tiles.push(t);
       sv.start().catch((e) => { t.error = e.message; stats.textContent = e.message; tile.classList.add("failed"); });
     }
+  }
+
+  /** Checkboxes of every stream: which ones the tiles show (at most `max`), kept in the URL. */
+  renderChooser(shown, max) {
+    const box = $("#grid-choose");
+    box.hidden = this.all.length === 0;
+    const boxes = this.all.map((id) => {
+      const cb = el("input", { type: "checkbox", value: id });
+      cb.checked = shown.includes(id);
+      cb.addEventListener("change", () => {
+        const picked = [...box.querySelectorAll("input:checked")].map((c) => c.value).slice(0, max);
+        this.wanted = picked;
+        writeUrl({ streams: picked.join(",") });
+        this.build();
+      });
+      const label = el("label");
+      label.append(cb, document.createTextNode(` ${id}`));
+      return label;
+    });
+    $("#grid-streams").replaceChildren(...boxes);
   }
 
   async sample() {

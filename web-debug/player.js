@@ -51,7 +51,10 @@ export class Player {
   position() {
     const m = this.mode;
     if (!m) return null;
-    if (m.mode === "live") return m.live_edge_ms ?? m.position_ms;
+    if (m.mode === "live") {
+      const edge = m.live_edge_ms ?? m.position_ms;
+      return edge === null || edge === undefined ? null : edge + (Date.now() - this.modeAtWall);
+    }
     if (m.position_ms === null || m.position_ms === undefined) return null;
     if (m.paused) return m.position_ms;
     return m.position_ms + (Date.now() - this.modeAtWall) * m.speed;

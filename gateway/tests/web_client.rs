@@ -363,6 +363,16 @@ async fn the_web_client_plays_rewinds_exports_and_shows_a_grid() {
     })
     .await;
     screenshot(b, "grid.png").await;
+    // The layout and the streams shown are chosen on the page and kept in the URL.
+    b.click("[data-layout='3x3']").await;
+    b.click("#grid-choose summary").await;
+    b.click("#grid-streams input[value=xss]").await;
+    until(b, "three tiles", 10, |p| {
+        p["tiles"].as_array().is_some_and(|t| t.len() == 3)
+    })
+    .await;
+    let href = b.script("return location.search").await;
+    assert_eq!(href, "?view=grid&layout=3x3&streams=cam%2Clot%2Cyard");
     b.click(".tile[data-stream=lot]").await;
     until(b, "the player from a tile", 10, |p| {
         p["player"]["stream"] == "lot"
