@@ -14,9 +14,11 @@ function size(s) {
 function recording(s) {
   const r = s.recording;
   if (!s.should_record || !r) return "off";
-  let text = r.state;
-  if (r.oldest_ms) text += ` · since ${localTime(r.oldest_ms, true)}`;
-  text += ` · ${formatBytes(r.bytes)}`;
+  let text = `${r.state} · ${formatBytes(r.bytes)}`;
+  if (r.oldest_ms) {
+    const today = new Date(r.oldest_ms).toDateString() === new Date().toDateString();
+    text += ` · from ${localTime(r.oldest_ms, !today)}`;
+  }
   return text;
 }
 

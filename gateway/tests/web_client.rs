@@ -1,14 +1,16 @@
 //! The web client as a user drives it, in headless Chromium against one gateway recording the RTSP fixture
 //! (`cam`, whose recording has a gap: the camera was stopped for a few seconds) and a few test-pattern streams:
-//! a stream added from the form plays live; the timeline shows the two recorded ranges; a click into the first
-//! range plays from there (the session reports DVR at about that instant); a selected range exports to an MP4 that
-//! ffprobe decodes; a click across the gap, a speed change, ← and "Go live" each keep the picture coming; a deep
-//! link opens the recording at an instant and a speed; the 2×2 grid plays four streams; markup in a stream's label
-//! or in the URL shows as text and runs nothing; a stream is deleted after a confirmation. Screenshots of the player (live, DVR) and the grid are saved under
-//! `$CARGO_TARGET_TMPDIR/web_client/`.
+//! a stream added (and edited) from the form plays live; the timeline shows the two recorded ranges; a click into
+//! the first range plays from there (the session reports DVR at about that instant); a selected range exports to
+//! an MP4 that ffprobe decodes; a click across the gap, a speed change, ← and "Go live" each keep the picture
+//! coming; a deep link opens the recording at an instant and a speed; the date-time jump seeks; the 2×2 grid plays
+//! four streams; markup in a stream's label or in the URL shows as text and runs nothing; a stream is deleted after
+//! a confirmation. Screenshots of the player (live, DVR), the grid and the streams list are saved under
+//! `$CARGO_TARGET_TMPDIR/web_client/`, with the exported MP4.
 //!
 //! One gateway and one Chromium serve every step (CI time); each step waits on what the page shows, with a
-//! deadline.
+//! deadline. A second, small test runs the page against a gateway with an admin token: the page asks for it, keeps
+//! it in the browser only, and hands export links and shared links viewer tokens of their own.
 
 mod common;
 
@@ -351,6 +353,22 @@ async fn the_web_client_plays_rewinds_exports_and_shows_a_grid() {
         href.as_str().unwrap().contains("speed=0.5") && href.as_str().unwrap().contains("t="),
         "{href}"
     );
+
+    // The date-time jump (local time, whole seconds) seeks too: from the first range into the second.
+    let jump = b0 + 2_000;
+    b.script(&format!(
+        "const d = new Date({jump}); const p = (n) => String(n).padStart(2, '0'); \
+         document.querySelector('#jump-at').value = `${{d.getFullYear()}}-${{p(d.getMonth() + 1)}}-${{p(d.getDate())}}` + \
+           `T${{p(d.getHours())}}:${{p(d.getMinutes())}}:${{p(d.getSeconds())}}`; return null;"
+    ))
+    .await;
+    b.click("#jump [type=submit]").await;
+    mode_until(&base, b, "DVR at the jumped-to instant", |m| {
+        let p = m["position_ms"].as_i64().unwrap_or(0);
+        p >= b0 - 1_000 && p <= jump + 1_000
+    })
+    .await;
+    frames_rise(b, "a date-time jump").await;
 
     // 7. The 2×2 grid: four streams, each playing; a click on a tile opens the player.
     b.go(&format!("{base}/debug/?view=grid&layout=2x2")).await;
