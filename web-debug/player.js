@@ -10,7 +10,7 @@ import { StreamVideo } from "./stream-video.js";
 import { StatsOverlay } from "./stats-overlay.js";
 import { Timeline } from "./timeline.js";
 import { exportUrl, checkExport, download } from "./export.js";
-import { SPEEDS, writeUrl } from "./url-state.js";
+import { SPEEDS, link, writeUrl } from "./url-state.js";
 
 const MODE_POLL_MS = 500;
 const STATS_MS = 1000;
@@ -62,6 +62,7 @@ export class Player {
 
   wire() {
     $("#player-title").textContent = this.stream;
+    this.fillSwitch();
     const speed = $("#speed");
     speed.replaceChildren(...SPEEDS.map((s) => new Option(`${s}×`, String(s))));
     speed.value = "1";
@@ -95,6 +96,20 @@ export class Player {
     document.addEventListener("keydown", this.onKey);
     this.renderZoom();
     this.renderSelection();
+  }
+
+  /** A list of the other streams to switch to (when this token may list them). */
+  async fillSwitch() {
+    let ids;
+    try {
+      ids = (await api.listStreams()).map((s) => s.source_id);
+    } catch {
+      return; // a viewer token cannot list streams: this one is all there is
+    }
+    const sel = $("#player-switch");
+    sel.replaceChildren(new Option("other stream…", ""), ...ids.filter((id) => id !== this.stream).map((id) => new Option(id, id)));
+    sel.hidden = ids.length < 2;
+    sel.addEventListener("change", () => { if (sel.value) location.assign(link({ stream: sel.value })); });
   }
 
   async start(state) {
