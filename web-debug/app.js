@@ -104,7 +104,7 @@ async function submitStream(kind, id, body) {
 async function showStreams(state) {
   form = new StreamForm($("#stream-form"), {
     onSubmit: submitStream,
-    onCancel: (err) => { form.reset(); writeUrl({ edit: null }); page.showError(err || null); },
+    onCancel: () => { form.reset(); writeUrl({ edit: null }); page.showError(null); },
   });
   await refreshStreams();
   if (state.edit) {

@@ -37,11 +37,7 @@ export class StreamForm {
     $("#form-cancel", form).addEventListener("click", () => onCancel());
     form.addEventListener("submit", (e) => {
       e.preventDefault();
-      try {
-        onSubmit(this.editing ? "edit" : "create", this.editing || this.field("source_id"), this.body());
-      } catch (err) {
-        onCancel(err);
-      }
+      onSubmit(this.editing ? "edit" : "create", this.editing || this.field("source_id"), this.body());
     });
     this.reset();
   }
@@ -83,7 +79,7 @@ export class StreamForm {
       : "No credentials stored.";
   }
 
-  /** The request body; throws an Error in words for a value the API would refuse. */
+  /** The request body. Values are checked by the gateway, whose refusal the page shows in words. */
   body() {
     const f = this.form.elements;
     const inputs = [...$("#inputs", this.form).children].map((row) => ({

@@ -221,7 +221,6 @@ async fn the_web_client_plays_rewinds_exports_and_shows_a_grid() {
         p["error"].as_str().unwrap().contains("yard"),
         "the error names the stream: {p}"
     );
-    // Editing: turn recording on from the form.
     b.go(&format!("{base}/debug/?edit=yard")).await;
     until_js(
         b,
@@ -229,9 +228,21 @@ async fn the_web_client_plays_rewinds_exports_and_shows_a_grid() {
         "document.querySelector('#form-title').textContent === 'Edit stream yard'",
     )
     .await;
+    // Editing: turn recording on, keep 2 hours, add a second (fallback) input over UDP.
     b.click("[name=should_record]").await;
+    b.type_into("[name=max_age_hours]", "2").await;
+    b.click("#add-input").await;
+    let second = "#inputs .input-row:nth-child(2)";
+    b.type_into(&format!("{second} [name=url]"), "rtsp://127.0.0.1:9/backup")
+        .await;
+    b.click(&format!("{second} [name=transport] option[value=udp]"))
+        .await;
     b.click("#form-submit").await;
-    common::stream_until(&gw, "yard", |v| v["should_record"] == true).await;
+    let v = common::stream_until(&gw, "yard", |v| v["should_record"] == true).await;
+    assert_eq!(v["retention"]["max_age_secs"], 7200, "{v}");
+    assert_eq!(v["inputs"][1]["priority"], 1, "{v}");
+    assert_eq!(v["inputs"][1]["transport"], "udp", "{v}");
+    assert_eq!(v["inputs"][0]["label"], "main", "{v}");
 
     b.click("tr[data-id=yard] button.watch").await;
     until(b, "the player on yard", 10, |p| p["view"] == "player").await;
