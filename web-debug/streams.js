@@ -1,50 +1,85 @@
-// Renders the streams table from a list of StreamView objects. Rows are rebuilt every poll; per-row actions are
-// delegated to callbacks so other modules (a player, later) can hook in.
+// Renders the streams table from a list of StreamView objects: state, codec, size, fps, bitrate, viewers,
+// recording, inputs, last error, and per-row actions (delegated to callbacks). Rows are keyed by stream id and
+// updated in place every poll, so a button under the pointer (or with focus) stays the same element.
 
-function el(tag, attrs = {}, text) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  if (text !== undefined && text !== null) e.textContent = String(text);
-  return e;
-}
+import { el, formatBitrate, formatBytes, localTime } from "./dom.js";
+import { link } from "./url-state.js";
 
-export function formatBitrate(bps) {
-  if (!bps) return "–";
-  if (bps >= 1e6) return `${(bps / 1e6).toFixed(2)} Mbit/s`;
-  return `${(bps / 1e3).toFixed(0)} kbit/s`;
-}
+const COLUMNS = ["id", "state", "codec", "size", "fps", "bitrate", "viewers", "rec", "inputs", "err"];
 
 function size(s) {
   return s.width && s.height ? `${s.width}×${s.height}` : "–";
 }
 
-/** Replaces the rows of `tbody` with one row per stream. `actions` maps a button label to `(stream) => void`. */
+function recording(s) {
+  const r = s.recording;
+  if (!s.should_record || !r) return "off";
+  let text = `${r.state} · ${formatBytes(r.bytes)}`;
+  if (r.oldest_ms) {
+    const today = new Date(r.oldest_ms).toDateString() === new Date().toDateString();
+    text += ` · from ${localTime(r.oldest_ms, !today)}`;
+  }
+  return text;
+}
+
+/** Builds the row of a stream once: cells by column name, and the action buttons. */
+function newRow(id, actions) {
+  const tr = el("tr", { "data-id": id });
+  const cells = {};
+  for (const c of COLUMNS) {
+    cells[c] = el("td", { class: c });
+    tr.append(cells[c]);
+  }
+  cells.id.append(el("a", { href: link({ stream: id }) }, id));
+  const state = el("span");
+  cells.state.append(state);
+  cells.stateBadge = state;
+  const buttons = el("td", { class: "actions" });
+  tr.append(buttons);
+  const row = { tr, cells, stream: null };
+  for (const [label, fn] of Object.entries(actions)) {
+    const b = el("button", { type: "button", class: label.toLowerCase() }, label);
+    b.addEventListener("click", () => fn(row.stream));
+    buttons.append(b);
+  }
+  return row;
+}
+
+function fill(row, s) {
+  const c = row.cells;
+  row.stream = s;
+  c.stateBadge.className = `state ${s.state}`;
+  c.stateBadge.textContent = s.state;
+  c.codec.textContent = s.codec || "–";
+  c.size.textContent = size(s);
+  c.fps.textContent = s.fps ? s.fps.toFixed(1) : "–";
+  c.bitrate.textContent = formatBitrate(s.bitrate_bps);
+  c.viewers.textContent = String(s.viewers);
+  c.rec.textContent = recording(s);
+  c.rec.className = `rec ${s.should_record ? s.recording?.state : "off"}`;
+  c.rec.title = s.recording?.last_error || "";
+  c.inputs.textContent = s.inputs.map((i) => `${i.label}${i.label === s.active_input ? " ●" : ""}`).join(", ");
+  c.inputs.title = s.inputs.map((i) => `${i.label} (priority ${i.priority}, ${i.transport}): ${i.url}`).join("\n");
+  c.err.textContent = s.last_error || "";
+  for (const n of ["fps", "bitrate", "viewers"]) c[n].classList.add("num");
+}
+
+const rowsOf = new WeakMap();
+
+/** Shows one row per stream in `tbody`. `actions` maps a button label to `(stream) => void`. */
 export function renderStreams(tbody, streams, actions) {
-  const rows = streams.map((s) => {
-    const tr = el("tr", { "data-id": s.source_id });
-    tr.append(el("td", {}, s.source_id));
-    const state = el("td");
-    state.append(el("span", { class: `state ${s.state}` }, s.state));
-    tr.append(state);
-    const active = s.inputs.find((i) => i.label === s.active_input);
-    tr.append(el("td", { title: active ? active.url : "" }, s.active_input || "–"));
-    tr.append(el("td", {}, s.codec || "–"));
-    tr.append(el("td", {}, size(s)));
-    tr.append(el("td", { class: "num" }, s.fps ? s.fps.toFixed(1) : "–"));
-    tr.append(el("td", { class: "num" }, formatBitrate(s.bitrate_bps)));
-    tr.append(el("td", { class: "num" }, s.keyframe_interval_ms ? `${s.keyframe_interval_ms} ms` : "–"));
-    tr.append(el("td", { class: "num" }, s.viewers));
-    tr.append(el("td", { class: "num" }, s.drops));
-    tr.append(el("td", { class: "num" }, s.reconnects));
-    tr.append(el("td", { class: "err" }, s.last_error || ""));
-    const buttons = el("td");
-    for (const [label, fn] of Object.entries(actions)) {
-      const b = el("button", { class: label.toLowerCase() }, label);
-      b.addEventListener("click", () => fn(s));
-      buttons.append(b);
-    }
-    tr.append(buttons);
-    return tr;
+  let rows = rowsOf.get(tbody);
+  if (!rows) { rows = new Map(); rowsOf.set(tbody, rows); }
+  const seen = new Set();
+  const ordered = streams.map((s) => {
+    seen.add(s.source_id);
+    let row = rows.get(s.source_id);
+    if (!row) { row = newRow(s.source_id, actions); rows.set(s.source_id, row); }
+    fill(row, s);
+    return row.tr;
   });
-  tbody.replaceChildren(...rows);
+  for (const id of [...rows.keys()]) if (!seen.has(id)) rows.delete(id);
+  // Only reorder when needed: moving a row that holds focus would drop it.
+  const current = [...tbody.children];
+  if (current.length !== ordered.length || current.some((tr, i) => tr !== ordered[i])) tbody.replaceChildren(...ordered);
 }

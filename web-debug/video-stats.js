@@ -24,6 +24,7 @@ export class VideoStats {
       framesDropped: inbound?.framesDropped ?? 0,
       freezeCount: inbound?.freezeCount ?? 0,
       packetsLost: inbound?.packetsLost ?? 0,
+      packetsReceived: inbound?.packetsReceived ?? 0,
       nackCount: inbound?.nackCount ?? 0,
       pliCount: inbound?.pliCount ?? 0,
       bytesReceived: inbound?.bytesReceived ?? 0,

@@ -32,13 +32,24 @@ export class WhepSession {
     const text = await resp.text();
     if (resp.status !== 201) {
       let msg = `${resp.status} ${resp.statusText}`;
-      try { msg = JSON.parse(text).message || msg; } catch { /* not JSON */ }
-      throw new Error(msg);
+      let code = "";
+      try { ({ message: msg = msg, error: code = "" } = JSON.parse(text)); } catch { /* not JSON */ }
+      const err = new Error(msg);
+      err.status = resp.status;
+      err.code = code;
+      err.retryAfterSecs = Number(resp.headers.get("retry-after")) || 0;
+      pc.close();
+      throw err;
     }
     this.location = new URL(resp.headers.get("location"), this.endpoint).toString();
     await pc.setRemoteDescription({ type: "answer", sdp: text });
     this.flush();
     return pc;
+  }
+
+  /** The session id (the last part of `Location`): it controls the session (seek, live, speed, pause). */
+  get sessionId() {
+    return this.location ? decodeURIComponent(new URL(this.location).pathname.split("/").pop()) : null;
   }
 
   // Candidates gathered before the session resource exists are sent together once it does.

@@ -50,7 +50,11 @@ async fn command(
     url: String,
     body: Value,
 ) -> Value {
-    let resp = http.request(method, url).json(&body).send().await.unwrap();
+    let mut req = http.request(method, url);
+    if !body.is_null() {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
     let status = resp.status();
     let v: Value = resp.json().await.unwrap();
     assert!(status.is_success(), "WebDriver: {status} {v}");
@@ -60,6 +64,11 @@ async fn command(
 impl Browser {
     /// Opens `page` in a new Chromium with [`BASE_ARGS`] and `extra_args`.
     pub async fn open(page: &str, extra_args: &[&str]) -> Browser {
+        Browser::open_with_prefs(page, extra_args, json!({})).await
+    }
+
+    /// [`Browser::open`] with Chromium preferences (e.g. `download.default_directory`).
+    pub async fn open_with_prefs(page: &str, extra_args: &[&str], prefs: Value) -> Browser {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -97,7 +106,7 @@ impl Browser {
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "acceptInsecureCerts": extra_args.contains(&"--ignore-certificate-errors"),
-            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args }
+            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args, "prefs": prefs }
         }}});
         let http = reqwest::Client::new();
         let session = command(
@@ -139,6 +148,94 @@ impl Browser {
             json!({ "script": script, "args": [] }),
         )
         .await
+    }
+
+    /// The WebDriver reference of the first element matching the CSS `selector`.
+    pub async fn element(&self, selector: &str) -> Value {
+        command(
+            &self.http,
+            reqwest::Method::POST,
+            self.url("/element"),
+            json!({ "using": "css selector", "value": selector }),
+        )
+        .await
+    }
+
+    fn element_id(element: &Value) -> String {
+        element
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .expect("a WebDriver element reference")
+            .to_owned()
+    }
+
+    /// Clicks the element matching `selector`, as a user would (scrolled into view, at its centre).
+    pub async fn click(&self, selector: &str) {
+        let id = Self::element_id(&self.element(selector).await);
+        command(
+            &self.http,
+            reqwest::Method::POST,
+            self.url(&format!("/element/{id}/click")),
+            json!({}),
+        )
+        .await;
+    }
+
+    /// Types `text` into the element matching `selector`.
+    pub async fn type_into(&self, selector: &str, text: &str) {
+        let id = Self::element_id(&self.element(selector).await);
+        command(
+            &self.http,
+            reqwest::Method::POST,
+            self.url(&format!("/element/{id}/value")),
+            json!({ "text": text }),
+        )
+        .await;
+    }
+
+    /// Performs W3C input `actions` (pointer moves, button presses, keys), then releases every input.
+    pub async fn actions(&self, actions: Value) {
+        command(
+            &self.http,
+            reqwest::Method::POST,
+            self.url("/actions"),
+            json!({ "actions": actions }),
+        )
+        .await;
+        command(
+            &self.http,
+            reqwest::Method::DELETE,
+            self.url("/actions"),
+            json!({}),
+        )
+        .await;
+    }
+
+    /// Accepts the page's `confirm()` (or `alert()`) dialog.
+    pub async fn accept_dialog(&self) {
+        command(
+            &self.http,
+            reqwest::Method::POST,
+            self.url("/alert/accept"),
+            json!({}),
+        )
+        .await;
+    }
+
+    /// A PNG of the viewport.
+    pub async fn screenshot(&self) -> Vec<u8> {
+        use base64::Engine;
+        let b64 = command(
+            &self.http,
+            reqwest::Method::GET,
+            self.url("/screenshot"),
+            Value::Null,
+        )
+        .await;
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().expect("base64 PNG"))
+            .expect("base64 PNG")
     }
 
     pub async fn close(self) {

@@ -14,6 +14,7 @@
 pub mod browser;
 pub mod recording;
 pub mod small_disk;
+pub mod web_page;
 pub mod wsc;
 
 use std::time::{Duration, Instant};
