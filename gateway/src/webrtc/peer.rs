@@ -101,7 +101,7 @@ fn codec(chosen: &ChosenCodec) -> RTCRtpCodec {
     }
 }
 
-fn media(
+pub(super) fn media(
     chosen: &ChosenCodec,
     counts: &Arc<FeedbackCounts>,
 ) -> Result<(MediaEngine, Registry), WebRtcError> {
@@ -119,6 +119,24 @@ fn media(
         .map_err(|e| WebRtcError::Internal(format!("interceptors: {e}")))?
         .with(Slot::from(SLOT), FeedbackTap::new(counts.clone()));
     Ok((engine, registry))
+}
+
+/// The session's one outgoing video track: its SSRC is the one the viewer core writes.
+pub(super) fn track(chosen: &ChosenCodec, stream_id: &str, ssrc: u32) -> MediaStreamTrack {
+    MediaStreamTrack::new(
+        format!("gateway-{stream_id}"),
+        format!("video-{ssrc:08x}"),
+        stream_id.to_owned(),
+        RtpCodecKind::Video,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: codec(chosen),
+            ..Default::default()
+        }],
+    )
 }
 
 /// Builds the connection and adds the track; nothing is negotiated yet.
@@ -177,20 +195,7 @@ pub async fn open(
                 continue;
             }
         };
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            format!("gateway-{stream_id}"),
-            format!("video-{ssrc:08x}"),
-            stream_id.to_owned(),
-            RtpCodecKind::Video,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: codec(chosen),
-                ..Default::default()
-            }],
-        )));
+        let track = Arc::new(TrackLocalStaticRTP::new(track(chosen, stream_id, ssrc)));
         if let Err(e) = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await {
             let _ = pc.close().await;
             return Err(WebRtcError::Internal(format!("adding the track: {e}")));
