@@ -8,8 +8,6 @@
 //! frame's packets leave in one pass. Back-pressure: the sends wait when the socket's buffer is full; this task
 //! then falls behind, its hub queue fills and the hub drops this viewer to the next keyframe.
 
-use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,26 +73,6 @@ fn drain(pc: &mut RTCPeerConnection, turn: &mut Turn) {
     while let Some(m) = pc.poll_write() {
         turn.out.push(m);
     }
-}
-
-/// Sends the connection's datagrams from the shared socket they belong to, in order.
-async fn send(udp: &SharedUdp, out: Vec<TaggedBytesMut>) -> io::Result<()> {
-    for m in out {
-        let Some(socket) = udp.socket(m.transport.local_addr) else {
-            continue;
-        };
-        let peer: SocketAddr = m.transport.peer_addr;
-        match socket.try_send_to(&m.message, peer) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                socket.send_to(&m.message, peer).await?;
-            }
-            // The viewer's address refused (ICMP) or went away: the connection's consent checks will notice.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -179,9 +157,8 @@ impl SharedTask {
                     l.frame_sent();
                 }
             }
-            if let Err(e) = send(&udp, std::mem::take(&mut turn.out)).await {
-                debug!(session = %session_id, error = %e, "WebRTC send failed");
-                break 'session "socket error";
+            if !turn.out.is_empty() {
+                udp.send(&turn.out).await;
             }
             for s in turn.states {
                 live.lock().state = state_name(s);
@@ -284,7 +261,7 @@ impl SharedTask {
             let _ = pc.close();
             drain(&mut pc, &mut turn);
         }
-        let _ = tokio::time::timeout(Duration::from_millis(100), send(&udp, turn.out)).await;
+        let _ = tokio::time::timeout(Duration::from_millis(100), udp.send(&turn.out)).await;
         drop(registration);
         service.forget(&session_id);
         drop(permit);

@@ -9,6 +9,10 @@
 //! the session. The session's ICE agent still checks the request's MESSAGE-INTEGRITY; a forged request can at
 //! most point an unused address at a session, and each session keeps few addresses ([`MAX_ADDRS_PER_SESSION`]).
 //! DTLS and SRTP never route by content, only by address.
+//!
+//! Sending: a session hands over everything one turn of its connection produced (a frame's SRTP packets, say);
+//! each run of equal-size datagrams to one address leaves in one `sendmsg` with UDP generic segmentation offload
+//! (through `quinn-udp`, which falls back to one datagram per call where the kernel refuses GSO).
 
 use std::collections::HashMap;
 use std::io;
@@ -16,8 +20,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::cell::RefCell;
+use std::os::fd::AsRawFd;
+
 use bytes::BytesMut;
 use parking_lot::Mutex;
+use quinn_udp::{Transmit, UdpSocketState};
+use rtc::shared::TaggedBytesMut;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -48,10 +57,51 @@ struct Route {
     addrs: Vec<(SocketAddr, SocketAddr)>,
 }
 
+/// Bytes per GSO send, at most (a UDP datagram's limit, less IP and UDP headers).
+const MAX_RUN_BYTES: usize = 65_000;
+
+/// One shared socket.
+struct Shared {
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    gso: UdpSocketState,
+}
+
 /// The shared sockets and the routing table.
 pub struct SharedUdp {
-    sockets: Vec<Arc<UdpSocket>>,
+    sockets: Vec<Shared>,
     routes: Mutex<Routes>,
+}
+
+thread_local! {
+    /// The run being sent, gathered into one buffer; one per runtime thread rather than one per session.
+    static RUN: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How many datagrams from the start of `out` go in one GSO send, and their segment size: same addresses, the
+/// first one's size, then every following one of that size, ending after the first shorter one (the kernel allows
+/// a short last segment), at most `max_segments` and [`MAX_RUN_BYTES`].
+fn next_run(out: &[TaggedBytesMut], max_segments: usize) -> (usize, usize) {
+    let Some(first) = out.first() else {
+        return (0, 0);
+    };
+    let segment = first.message.len();
+    let mut n = 1;
+    while n < out.len() && n < max_segments && (n + 1) * segment <= MAX_RUN_BYTES {
+        let m = &out[n];
+        let len = m.message.len();
+        if len > segment
+            || m.transport.peer_addr != first.transport.peer_addr
+            || m.transport.local_addr != first.transport.local_addr
+        {
+            break;
+        }
+        n += 1;
+        if len < segment {
+            break;
+        }
+    }
+    (n, segment)
 }
 
 /// A session's place in the routing table; dropping it removes the session's ufrag and addresses.
@@ -119,25 +169,28 @@ impl SharedUdp {
         let mut port = port;
         for ip in expand(ips) {
             let s = bind_one(SocketAddr::new(ip, port))?;
-            port = s.local_addr()?.port();
-            sockets.push(Arc::new(s));
+            let local = s.local_addr()?;
+            port = local.port();
+            let gso = gso_state(&s)?;
+            sockets.push(Shared {
+                socket: Arc::new(s),
+                local,
+                gso,
+            });
         }
         let shared = Arc::new(SharedUdp {
             sockets,
             routes: Mutex::new(Routes::default()),
         });
         for s in &shared.sockets {
-            tokio::spawn(receive(Arc::downgrade(&shared), s.clone()));
+            tokio::spawn(receive(Arc::downgrade(&shared), s.socket.clone(), s.local));
         }
         Ok(shared)
     }
 
     /// The addresses the sockets are bound to: the session's host candidates.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.sockets
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .collect()
+        self.sockets.iter().map(|s| s.local).collect()
     }
 
     /// The shared port.
@@ -162,11 +215,54 @@ impl SharedUdp {
         }
     }
 
-    /// The socket bound to `local`.
-    pub fn socket(&self, local: SocketAddr) -> Option<&Arc<UdpSocket>> {
-        self.sockets
-            .iter()
-            .find(|s| s.local_addr().is_ok_and(|a| a == local))
+    /// Sends `out` in order, each datagram from the shared socket its `local_addr` names, a run per system call,
+    /// waiting while a socket's buffer is full. An error on a run other than "full" (an ICMP unreachable reported
+    /// late) is the viewer's, not the socket's: that run is skipped (the connection's consent checks notice a
+    /// viewer that went away) and the rest sent.
+    pub async fn send(&self, out: &[TaggedBytesMut]) {
+        let mut rest = out;
+        while let Some(first) = rest.first() {
+            let Some(s) = self
+                .sockets
+                .iter()
+                .find(|s| s.local == first.transport.local_addr)
+            else {
+                rest = &rest[1..];
+                continue;
+            };
+            let max_segments = s.gso.max_gso_segments();
+            let (n, segment) = next_run(rest, max_segments);
+            let to = first.transport.peer_addr;
+            let sent = s
+                .socket
+                .async_io(tokio::io::Interest::WRITABLE, || {
+                    RUN.with_borrow_mut(|run| {
+                        let contents: &[u8] = if n == 1 {
+                            &rest[0].message
+                        } else {
+                            run.clear();
+                            for m in &rest[..n] {
+                                run.extend_from_slice(&m.message);
+                            }
+                            run
+                        };
+                        let transmit = Transmit {
+                            destination: to,
+                            ecn: None,
+                            contents,
+                            segment_size: (n > 1).then_some(segment),
+                            src_ip: None,
+                        };
+                        s.gso.try_send((&*s.socket).into(), &transmit)
+                    })
+                })
+                .await;
+            match sent {
+                // The kernel refused GSO and the state has turned it off: send the same run again, one by one.
+                Err(_) if n > 1 && s.gso.max_gso_segments() < max_segments => continue,
+                _ => rest = &rest[n..],
+            }
+        }
     }
 
     fn route(&self, d: Datagram) {
@@ -214,10 +310,32 @@ fn bind_one(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(s.into())
 }
 
-async fn receive(shared: std::sync::Weak<SharedUdp>, socket: Arc<UdpSocket>) {
-    let Ok(local) = socket.local_addr() else {
-        return;
+/// Sets `socket` up for GSO sends. `quinn-udp` also turns UDP GRO on, which would hand several received
+/// datagrams of one flow over as one buffer; the receive loop routes one datagram per read, so GRO goes back off.
+fn gso_state(socket: &UdpSocket) -> io::Result<UdpSocketState> {
+    let state = UdpSocketState::new(socket.into())?;
+    let off: libc::c_int = 0;
+    // SAFETY: a valid socket and an int option of the right size.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            (&off as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
     };
+    if set != 0 {
+        let e = io::Error::last_os_error();
+        // A kernel without UDP GRO never coalesces.
+        if e.raw_os_error() != Some(libc::ENOPROTOOPT) {
+            return Err(e);
+        }
+    }
+    Ok(state)
+}
+
+async fn receive(shared: std::sync::Weak<SharedUdp>, socket: Arc<UdpSocket>, local: SocketAddr) {
     let mut buf = vec![0u8; 2048];
     loop {
         let (n, peer) = match socket.recv_from(&mut buf).await {
