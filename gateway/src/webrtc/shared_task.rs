@@ -34,6 +34,9 @@ use crate::session_control::ControlRegistration;
 use crate::viewer_input::{Arrival, ViewerInputs};
 use crate::viewers::SessionPermit;
 
+/// Packets written to the connection before its output is drained and sent.
+const BATCH: usize = 32;
+
 pub struct SharedTask {
     pub service: Arc<WebRtcService>,
     pub session_id: String,
@@ -105,60 +108,75 @@ impl SharedTask {
         let mut connected = false;
         let mut deferred = None;
         let mut stream_check = tokio::time::interval(STREAM_CHECK);
-        let mut packets: Vec<rtp::Packet> = Vec::new();
+        let mut packets: Vec<rtp::Packet> = Vec::with_capacity(BATCH);
         let why: &str = 'session: loop {
-            // What the viewer core has to send, written through the interceptors and SRTP in one pass.
-            let mut frames = 0;
-            while let Some(o) = core.poll_output() {
-                match o {
-                    ViewerOutput::Packet(p) | ViewerOutput::Resend(p) => {
-                        frames += usize::from(p.marker);
-                        packets.push(rtp::Packet {
-                            header: rtp::header::Header {
-                                version: 2,
-                                marker: p.marker,
-                                payload_type,
-                                sequence_number: p.seq,
-                                timestamp: p.timestamp,
-                                ssrc,
-                                ..Default::default()
-                            },
-                            payload: p.payload,
-                        });
-                    }
-                    // Until the connection is up nothing could be sent: the input opens then, so a viewer that
-                    // never connects costs no hub subscription or player.
-                    ViewerOutput::Input(req) if !connected => deferred = Some(req),
-                    ViewerOutput::Input(req) => start_input(&mut inputs, &mut core, req),
-                    // One codec, negotiated once: new parameter sets travel in-band before each keyframe.
-                    ViewerOutput::Params(_) | ViewerOutput::Mode(_) => {}
-                }
-            }
+            // What the viewer core has to send, written through the interceptors and SRTP and sent, at most
+            // BATCH packets at a time: a GOP from the cache is hundreds of packets, and every queue it passes
+            // through (ours, the interceptors', the connection's) would keep a burst's capacity for the session's
+            // lifetime.
             let mut turn = Turn::default();
-            let pc_wake = {
-                let mut pc = pc.lock();
-                if !packets.is_empty() {
-                    let now = Instant::now();
-                    if let Some(mut s) = pc.rtp_sender(sender) {
-                        for p in packets.drain(..) {
-                            if let Err(e) = s.write_rtp(now, p) {
-                                debug!(session = %session_id, error = %e, "RTP packet not written");
+            let mut pc_wake;
+            loop {
+                let mut frames = 0;
+                let mut full = false;
+                while let Some(o) = core.poll_output() {
+                    match o {
+                        ViewerOutput::Packet(p) | ViewerOutput::Resend(p) => {
+                            frames += usize::from(p.marker);
+                            packets.push(rtp::Packet {
+                                header: rtp::header::Header {
+                                    version: 2,
+                                    marker: p.marker,
+                                    payload_type,
+                                    sequence_number: p.seq,
+                                    timestamp: p.timestamp,
+                                    ssrc,
+                                    ..Default::default()
+                                },
+                                payload: p.payload,
+                            });
+                            if packets.len() == BATCH {
+                                full = true;
+                                break;
                             }
                         }
+                        // Until the connection is up nothing could be sent: the input opens then, so a viewer
+                        // that never connects costs no hub subscription or player.
+                        ViewerOutput::Input(req) if !connected => deferred = Some(req),
+                        ViewerOutput::Input(req) => start_input(&mut inputs, &mut core, req),
+                        // One codec, negotiated once: new parameter sets travel in-band before each keyframe.
+                        ViewerOutput::Params(_) | ViewerOutput::Mode(_) => {}
                     }
-                    packets.clear();
                 }
-                drain(&mut pc, &mut turn);
-                pc.poll_timeout()
-            };
-            if frames > 0 {
-                let mut l = live.lock();
-                for _ in 0..frames {
-                    l.frame_sent();
+                pc_wake = {
+                    let mut pc = pc.lock();
+                    if !packets.is_empty() {
+                        let now = Instant::now();
+                        if let Some(mut s) = pc.rtp_sender(sender) {
+                            for p in packets.drain(..) {
+                                if let Err(e) = s.write_rtp(now, p) {
+                                    debug!(session = %session_id, error = %e, "RTP packet not written");
+                                }
+                            }
+                        }
+                        packets.clear();
+                    }
+                    drain(&mut pc, &mut turn);
+                    pc.poll_timeout()
+                };
+                if frames > 0 {
+                    let mut l = live.lock();
+                    for _ in 0..frames {
+                        l.frame_sent();
+                    }
                 }
-            }
-            if !turn.out.is_empty() {
-                udp.send(&turn.out).await;
+                if !turn.out.is_empty() {
+                    udp.send(&turn.out).await;
+                    turn.out.clear();
+                }
+                if !full {
+                    break;
+                }
             }
             for s in turn.states {
                 live.lock().state = state_name(s);
