@@ -3,10 +3,9 @@
 //! the viewer sent to), all on the same port, and one receive loop per socket that hands each datagram to its
 //! session's bounded inbox.
 //!
-//! Routing (RFC 8445 §7.2 and the ufrag/pwd of RFC 8839): a datagram from a known (local, remote) address pair
-//! goes to the session that address belongs to; one from a new address is accepted only if it is a STUN binding
-//! request whose USERNAME starts with a session's local ufrag (`local:remote`), and that address then belongs to
-//! the session. The session's ICE agent still checks the request's MESSAGE-INTEGRITY; a forged request can at
+//! Routing (RFC 8445 §7.2 and the ufrag/pwd of RFC 8839): a STUN binding request goes to the session whose local
+//! ufrag starts its USERNAME (`local:remote`), and its address, if new, then belongs to that session; any other
+//! datagram goes to the session its (local, remote) address pair belongs to, or nowhere. The session's ICE agent still checks the request's MESSAGE-INTEGRITY; a forged request can at
 //! most point an unused address at a session, and each session keeps few addresses ([`MAX_ADDRS_PER_SESSION`]).
 //! DTLS and SRTP never route by content, only by address.
 //!
@@ -267,24 +266,25 @@ impl SharedUdp {
 
     fn route(&self, d: Datagram) {
         let mut routes = self.routes.lock();
+        let routes = &mut *routes;
         let key = (d.local, d.peer);
-        let ufrag = match routes.by_addr.get(&key) {
-            Some(u) => u.clone(),
-            None => {
-                let Some(ufrag) = stun_request_ufrag(&d.data) else {
+        // A binding request names its session: it goes there even from an address another session owns (a
+        // client may check two sessions from one socket). Everything else follows the address.
+        let ufrag = match stun_request_ufrag(&d.data) {
+            Some(u) => {
+                let Some(route) = routes.by_ufrag.get_mut(u) else {
                     return;
                 };
-                let ufrag = ufrag.to_owned();
-                let Some(route) = routes.by_ufrag.get_mut(&ufrag) else {
-                    return;
-                };
-                if route.addrs.len() >= MAX_ADDRS_PER_SESSION {
-                    return;
+                if !routes.by_addr.contains_key(&key) && route.addrs.len() < MAX_ADDRS_PER_SESSION {
+                    route.addrs.push(key);
+                    routes.by_addr.insert(key, u.to_owned());
                 }
-                route.addrs.push(key);
-                routes.by_addr.insert(key, ufrag.clone());
-                ufrag
+                u.to_owned()
             }
+            None => match routes.by_addr.get(&key) {
+                Some(u) => u.clone(),
+                None => return,
+            },
         };
         if let Some(route) = routes.by_ufrag.get(&ufrag) {
             // A session that does not keep up loses datagrams, as a full socket buffer would make it.
@@ -458,6 +458,14 @@ mod tests {
             a.inbox.try_recv().is_err(),
             "the dropped datagram never reached A"
         );
+        // A binding request for A from B's address still reaches A; the address stays B's.
+        client
+            .send_to(&binding_request(b"ufragA:c"), server)
+            .await
+            .unwrap();
+        assert!(stun_request_ufrag(&a.inbox.recv().await.unwrap().data).is_some());
+        client.send_to(&[0x81; 40], server).await.unwrap();
+        assert_eq!(b.inbox.recv().await.unwrap().data[..], [0x81; 40]);
         // Unregistering B forgets its addresses.
         drop(b);
         assert!(shared.routes.lock().by_addr.is_empty());
