@@ -694,6 +694,16 @@ mod tests {
             Config::default().webrtc.ice_servers.is_empty(),
             "nothing external by default"
         );
+        assert_eq!(c.webrtc.udp_port, 8189, "one shared port by default");
+        let c = with_env(&[("WEBRTC_UDP_PORT", "8555")], || {
+            Config::from_args(["gateway"]).unwrap()
+        });
+        assert_eq!(c.webrtc.udp_port, 8555);
+        let f = file(&dir, "webrtc_udp_port = 9000\n");
+        let c = with_env(&[], || {
+            Config::from_args(["gateway", "--config", &f, "--webrtc-udp-port", "0"]).unwrap()
+        });
+        assert_eq!(c.webrtc.udp_port, 0, "the flag wins over the file");
         with_env(&[], || {
             assert!(Config::from_args(["gateway", "--webrtc-udp-ports", "5000-4000"]).is_err());
             assert!(Config::from_args(["gateway", "--webrtc-ice-servers", "http://x"]).is_err());
