@@ -74,7 +74,14 @@ impl GatewayProcess {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg("serve-gateway")
             .args(["--bind", &format!("127.0.0.1:{port}")])
-            .args(["--wsc-udp-port", "0", "--max-sessions", "5000"])
+            .args([
+                "--wsc-udp-port",
+                "0",
+                "--webrtc-udp-port",
+                "0",
+                "--max-sessions",
+                "5000",
+            ])
             .arg("--data-dir")
             .arg(dir.path())
             .args(flags)

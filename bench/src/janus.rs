@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use testdata::webrtc_viewer::Viewer;
 
 use crate::child_process::{self, free_tcp_port};
+use crate::media_relay::{candidates_at, server_candidate, MediaRelay};
 use crate::procstat::Usage;
 
 const JANUS: &str = "/usr/bin/janus";
@@ -125,7 +126,15 @@ impl Janus {
             .context("Janus offered no UDP candidate")?
             .to_owned();
         let mut viewer = Viewer::answering(&format!("{host}:0")).await;
-        let answer = viewer.answer_offer(&offer).await?;
+        // The same counting relay as the gateway's viewers (crate::media_relay).
+        let host_ip: std::net::IpAddr = host.parse().context("Janus candidate address")?;
+        let mut relay = MediaRelay::bind(host_ip).await?;
+        let server = server_candidate(&offer, host_ip).context("Janus offered no UDP candidate")?;
+        relay.start(server, packets);
+        let answer = viewer
+            .answer_offer(&candidates_at(&offer, relay.viewer_facing()?))
+            .await?;
+        let answer = candidates_at(&answer, relay.server_facing()?);
         self.post(
             &format!("/{sid}/{hid}"),
             json!({"janus": "message", "transaction": tx(), "body": {"request": "start"},
@@ -139,7 +148,8 @@ impl Janus {
                 .collect();
             anyhow!("{e} (Janus offered candidates {candidates:?})")
         })?;
-        let reader = crate::webrtc_join::count_packets(track, packets);
+        drop(track);
+        relay.count_only();
         // Janus ends a session that sends nothing for 60 s; keep it alive while the viewer lives.
         let keepalive = {
             let (http, url) = (self.http.clone(), format!("{}/{sid}", self.api));
@@ -156,7 +166,7 @@ impl Janus {
         };
         Ok(JanusViewer {
             viewer,
-            reader,
+            relay,
             keepalive,
             session_url: format!("{}/{sid}", self.api),
         })
@@ -191,14 +201,14 @@ impl Drop for Janus {
 
 pub struct JanusViewer {
     viewer: Viewer,
-    reader: tokio::task::JoinHandle<()>,
+    relay: MediaRelay,
     keepalive: tokio::task::JoinHandle<()>,
     session_url: String,
 }
 
 impl JanusViewer {
     pub async fn leave(self, http: &reqwest::Client) {
-        self.reader.abort();
+        drop(self.relay);
         self.keepalive.abort();
         let _ = http
             .post(&self.session_url)

@@ -15,6 +15,7 @@ mod dvr_wsc;
 mod gateway_process;
 mod janus;
 mod keyframe_watch;
+mod media_relay;
 mod page_cache;
 mod procio;
 mod procstat;

@@ -60,7 +60,15 @@ async fn wait_all(base: &str, n: usize, ok: impl Fn(&Value) -> bool) {
 
 /// (gateway ingest only, gateway ingest + record) in cores.
 async fn gateway_phase(url: &str, n: usize, window: Duration) -> (f64, f64, u64) {
-    let gw = spawn_gateway(&["--wsc-udp-port", "0", "--segment-secs", "60"]).await;
+    let gw = spawn_gateway(&[
+        "--wsc-udp-port",
+        "0",
+        "--webrtc-udp-port",
+        "0",
+        "--segment-secs",
+        "60",
+    ])
+    .await;
     let http = reqwest::Client::new();
     for i in 0..n {
         let r = http

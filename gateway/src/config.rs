@@ -84,7 +84,12 @@ struct Cli {
     /// [default: 0.0.0.0,127.0.0.1]
     #[arg(long, env = "WEBRTC_BIND_IPS", value_delimiter = ',')]
     webrtc_bind_ips: Option<Vec<IpAddr>>,
-    /// UDP ports for WebRTC media as FIRST-LAST; each session takes one per bind IP [default: any free port]
+    /// UDP port shared by every WebRTC session (one per bind IP, demultiplexed by ICE username and address); 0 picks
+    /// a free one [default: 8189]
+    #[arg(long, env = "WEBRTC_UDP_PORT")]
+    webrtc_udp_port: Option<u16>,
+    /// Instead of the shared port: UDP ports as FIRST-LAST, each session taking its own one per bind IP [default:
+    /// unset]
     #[arg(long, env = "WEBRTC_UDP_PORTS", value_name = "FIRST-LAST")]
     webrtc_udp_ports: Option<PortRange>,
     /// Turns auth on: management, stream configurations, session lists and POST /tokens need
@@ -129,6 +134,7 @@ struct FileConfig {
     webrtc_turn_credential: Option<String>,
     webrtc_nat_ips: Option<Vec<IpAddr>>,
     webrtc_bind_ips: Option<Vec<IpAddr>>,
+    webrtc_udp_port: Option<u16>,
     webrtc_udp_ports: Option<PortRange>,
     #[serde(alias = "api_token")]
     admin_token: Option<String>,
@@ -305,6 +311,10 @@ impl Config {
                     .webrtc_bind_ips
                     .or(file.webrtc_bind_ips)
                     .unwrap_or(d.webrtc.bind_ips),
+                udp_port: cli
+                    .webrtc_udp_port
+                    .or(file.webrtc_udp_port)
+                    .unwrap_or(d.webrtc.udp_port),
                 udp_ports: cli.webrtc_udp_ports.or(file.webrtc_udp_ports),
             },
             // An empty token (`ADMIN_TOKEN=` in a compose file) means "no token", not "the empty token".
@@ -366,9 +376,14 @@ pub struct WebRtcConfig {
     pub nat_ips: Vec<IpAddr>,
     /// Addresses the media sockets bind to; an unspecified one expands to every non-loopback interface.
     pub bind_ips: Vec<IpAddr>,
-    /// Ports the media sockets take; `None` lets the system pick.
+    /// The one UDP port every session shares (0: a free one picked at start-up).
+    pub udp_port: u16,
+    /// A range of ports, one per session (and bind address), instead of the shared port.
     pub udp_ports: Option<PortRange>,
 }
+
+/// The default shared WebRTC UDP port (MediaMTX uses the same).
+pub const WEBRTC_UDP_PORT: u16 = 8189;
 
 impl Default for WebRtcConfig {
     fn default() -> Self {
@@ -378,6 +393,7 @@ impl Default for WebRtcConfig {
             turn_credential: None,
             nat_ips: Vec::new(),
             bind_ips: vec![Ipv4Addr::UNSPECIFIED.into(), Ipv4Addr::LOCALHOST.into()],
+            udp_port: WEBRTC_UDP_PORT,
             udp_ports: None,
         }
     }
@@ -395,6 +411,7 @@ impl fmt::Debug for WebRtcConfig {
             )
             .field("nat_ips", &self.nat_ips)
             .field("bind_ips", &self.bind_ips)
+            .field("udp_port", &self.udp_port)
             .field("udp_ports", &self.udp_ports)
             .finish()
     }
@@ -506,6 +523,7 @@ mod tests {
         "WEBRTC_TURN_CREDENTIAL",
         "WEBRTC_NAT_IPS",
         "WEBRTC_BIND_IPS",
+        "WEBRTC_UDP_PORT",
         "WEBRTC_UDP_PORTS",
     ];
 
@@ -676,6 +694,16 @@ mod tests {
             Config::default().webrtc.ice_servers.is_empty(),
             "nothing external by default"
         );
+        assert_eq!(c.webrtc.udp_port, 8189, "one shared port by default");
+        let c = with_env(&[("WEBRTC_UDP_PORT", "8555")], || {
+            Config::from_args(["gateway"]).unwrap()
+        });
+        assert_eq!(c.webrtc.udp_port, 8555);
+        let f = file(&dir, "webrtc_udp_port = 9000\n");
+        let c = with_env(&[], || {
+            Config::from_args(["gateway", "--config", &f, "--webrtc-udp-port", "0"]).unwrap()
+        });
+        assert_eq!(c.webrtc.udp_port, 0, "the flag wins over the file");
         with_env(&[], || {
             assert!(Config::from_args(["gateway", "--webrtc-udp-ports", "5000-4000"]).is_err());
             assert!(Config::from_args(["gateway", "--webrtc-ice-servers", "http://x"]).is_err());

@@ -89,12 +89,13 @@ impl Gateway {
         )
         .await
         .with_context(|| format!("binding WSC-RTP UDP {wsc_bind}"))?;
-        let webrtc = WebRtcService::new(
+        let webrtc = WebRtcService::start(
             config.webrtc.clone(),
             viewers.clone(),
             playback.clone(),
             controls.clone(),
-        );
+        )
+        .with_context(|| format!("binding the WebRTC UDP port {}", config.webrtc.udp_port))?;
         let retention_trigger = RetentionTrigger::default();
         let recordings_dir = config.data_dir.join("recordings");
         let exports = Arc::new(crate::exports::Exports::new(

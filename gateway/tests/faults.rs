@@ -350,6 +350,8 @@ impl Binary {
                 &format!("127.0.0.1:{port}"),
                 "--wsc-udp-port",
                 "0",
+                "--webrtc-udp-port",
+                "0",
             ])
             .args(["--segment-secs", "60"])
             .arg("--data-dir")

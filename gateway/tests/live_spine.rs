@@ -18,6 +18,10 @@ async fn start(data_dir: &Path) -> Gateway {
         data_dir: data_dir.to_owned(),
         watchdog_secs: 3,
         wsc_udp_port: 0,
+        webrtc: gateway::config::WebRtcConfig {
+            udp_port: 0,
+            ..Default::default()
+        },
         ..Config::default()
     };
     Gateway::start(config).await.unwrap()

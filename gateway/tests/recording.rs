@@ -165,6 +165,8 @@ async fn start_binary(port: u16, data_dir: &Path) -> std::process::Child {
             &format!("127.0.0.1:{port}"),
             "--wsc-udp-port",
             "0",
+            "--webrtc-udp-port",
+            "0",
             "--segment-secs",
             "60",
         ])
@@ -430,6 +432,10 @@ async fn a_full_disk_ends_the_segment_cleanly_and_recording_resumes() {
         bind: "127.0.0.1:0".parse().unwrap(),
         data_dir: data.path().to_owned(),
         wsc_udp_port: 0,
+        webrtc: gateway::config::WebRtcConfig {
+            udp_port: 0,
+            ..Default::default()
+        },
         segment_secs: 60,
         record_min_free_mb: 1,
         ..gateway::Config::default()

@@ -48,6 +48,10 @@ async fn browser_and_reference_client_play_over_tls() {
         bind: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("data"),
         wsc_udp_port: 0,
+        webrtc: gateway::config::WebRtcConfig {
+            udp_port: 0,
+            ..Default::default()
+        },
         admin_token: Some("tls-admin".into()),
         tls: Some(TlsFiles {
             cert: cert_pem.clone(),

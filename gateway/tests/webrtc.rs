@@ -624,6 +624,87 @@ async fn ice_addresses_and_ports_come_from_configuration() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_share_the_configured_udp_port() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_fixture, gw, _dir) = common::gateway_with_camera_and(
+        FixtureOptions {
+            bitrate_kbps: 800,
+            ..Default::default()
+        },
+        |c| {
+            c.webrtc.bind_ips = vec!["127.0.0.1".parse().unwrap()];
+            c.webrtc.udp_port = port;
+        },
+    )
+    .await;
+    assert_eq!(gw.webrtc().shared_udp_port(), Some(port));
+    // Three viewers at once, each with its own stream of packets, all through that one port.
+    let mut joins = Vec::new();
+    for _ in 0..3 {
+        joins.push(async {
+            let mut viewer = Viewer::new(BROWSER_H264).await;
+            let body: Value = create_json(&gw, "cam", &viewer.offer)
+                .await
+                .json()
+                .await
+                .unwrap();
+            let answer = body["answer"].as_str().unwrap().to_owned();
+            let addrs = candidate_addresses(&answer);
+            assert!(
+                !addrs.is_empty() && addrs.iter().all(|(ip, p)| ip == "127.0.0.1" && *p == port),
+                "{answer}"
+            );
+            let session = body["session_id"].as_str().unwrap().to_owned();
+            let mut rx = read_packets(viewer.answer(answer).await);
+            let packets = collect(&mut rx, Duration::from_secs(2)).await;
+            (viewer, session, packets)
+        });
+    }
+    let joined = futures::future::join_all(joins).await;
+    let mut ssrcs = HashSet::new();
+    for (_, session, packets) in &joined {
+        assert!(
+            packets.len() > 20,
+            "session {session} got {} packets",
+            packets.len()
+        );
+        let ssrc = packets[0].header.ssrc;
+        assert!(packets.iter().all(|p| p.header.ssrc == ssrc));
+        ssrcs.insert(ssrc);
+    }
+    assert_eq!(
+        ssrcs.len(),
+        3,
+        "each viewer got its own stream, none another's"
+    );
+    // A second gateway can't have the port: it refuses to start and says which port.
+    let dir = tempfile::tempdir().unwrap();
+    let err = Gateway::start(gateway::Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_owned(),
+        wsc_udp_port: 0,
+        webrtc: gateway::config::WebRtcConfig {
+            bind_ips: vec!["127.0.0.1".parse().unwrap()],
+            udp_port: port,
+            ..Default::default()
+        },
+        ..gateway::Config::default()
+    })
+    .await
+    .err()
+    .expect("the port is taken");
+    assert!(format!("{err:#}").contains(&port.to_string()), "{err:#}");
+    for (v, _, _) in joined {
+        let _ = v.pc.close().await;
+    }
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h265_goes_to_a_viewer_that_offers_it() {
     let (_fixture, gw, _dir) = common::gateway_with_camera(FixtureOptions {
         codec: FixtureCodec::H265,

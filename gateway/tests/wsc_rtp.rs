@@ -454,6 +454,10 @@ async fn max_sessions_is_enforced_with_a_clear_error() {
         bind: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_owned(),
         wsc_udp_port: 0,
+        webrtc: gateway::config::WebRtcConfig {
+            udp_port: 0,
+            ..Default::default()
+        },
         max_sessions: 2,
         ..Config::default()
     })

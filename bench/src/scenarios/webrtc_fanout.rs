@@ -1,7 +1,9 @@
 //! Scenario 2 (and the WebRTC half of 5): one 4 Mbit/s stream to N WebRTC viewers, the gateway's CPU and RSS per
 //! viewer next to Janus' streaming plugin serving the same viewers from an RTP mountpoint fed the same camera.
-//! The viewers are `webrtc`-crate peers in this process (pinned away from the server under test); each server is
-//! measured over the same window with the same N, one after the other.
+//! The viewers are `webrtc`-crate peers in this process (pinned away from the server under test), each behind a
+//! `media_relay` that after the first keyframe counts the server's SRTP datagrams instead of letting the viewer
+//! decrypt them, so 200 viewers fit on the harness's core and the row measures the server. Each server is measured
+//! over the same window with the same N, one after the other.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -80,8 +82,8 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         };
         let ratio = j.as_ref().map(|j| g.cpu_per / j.cpu_per);
         let mut r = Row::new(SCENARIO, format!("N={n}")).target(
-            "CPU ≤ 0.7× Janus; ≥ 300 viewers/core; < 512 KiB/viewer",
-            ratio.is_some_and(|x| x <= 0.7) && per_core >= 300.0 && g.rss_per_kib < 512.0,
+            "CPU ≤ 0.5× Janus; ≥ 300 viewers/core; < 512 KiB/viewer",
+            ratio.is_some_and(|x| x <= 0.5) && per_core >= 300.0 && g.rss_per_kib < 512.0,
         );
         r.gateway = format!(
             "{:.0} µs/s per viewer ({:.0} % of a core, {per_core:.0} viewers/core), RSS +{:.0} KiB/viewer, {:.0} packets/s per viewer",

@@ -1,5 +1,9 @@
-//! WebRTC viewers: one peer connection per session (the `webrtc` crate, see [`peer`]), fed from the stream's hub
-//! by [`session_task`], reachable over WHEP and the JSON API (`api.rs`).
+//! WebRTC viewers: one peer connection per session, fed from the stream's hub, reachable over WHEP and the JSON
+//! API (`api.rs`). By default every session shares one UDP port ([`shared_udp`]): the session's task drives the
+//! sans-IO `rtc` core itself ([`shared_peer`], [`shared_task`]). With a port range (`--webrtc-udp-ports`) or
+//! STUN/TURN servers configured, each session instead gets the `webrtc` crate's driver with sockets of its own
+//! ([`peer`], [`session_task`]): that driver gathers server-reflexive and relay candidates, the shared port
+//! announces host candidates (and the configured public addresses) only.
 //!
 //! A session starts from the GOP cache once ICE and DTLS connect; keyframe requests (PLI, FIR) restart it from
 //! the cache; NACKs are answered by the crate's NACK responder from what it sent. It ends when the viewer deletes
@@ -12,6 +16,9 @@
 pub mod feedback;
 pub mod peer;
 mod session_task;
+mod shared_peer;
+mod shared_task;
+pub mod shared_udp;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -27,7 +34,7 @@ use publishers::webrtc::trickle::{TrickleError, TrickleFragment};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use webrtc::peer_connection::{
-    PeerConnection, RTCIceCandidateInit, RTCSessionDescription, StatsSelector,
+    PeerConnection, RTCIceCandidateInit, RTCPeerConnection, RTCSessionDescription, StatsSelector,
 };
 
 use crate::config::WebRtcConfig;
@@ -39,6 +46,8 @@ use feedback::FeedbackCounts;
 use peer::PortCursor;
 use publishers::viewer::{StartAt, ViewerCore, ViewerOptions};
 use session_task::{LiveState, SessionTask};
+use shared_task::SharedTask;
+use shared_udp::SharedUdp;
 use sources::Codec;
 
 /// A session that has not connected by then is removed.
@@ -86,17 +95,31 @@ struct SessionEntry {
     created: SystemTime,
     codec: String,
     remote_ufrag: Option<String>,
-    pc: Arc<dyn PeerConnection>,
+    conn: Conn,
     live: Arc<Mutex<LiveState>>,
     counts: Arc<FeedbackCounts>,
     stop: CancellationToken,
     finished: CancellationToken,
 }
 
+/// A session's connection, as the API reaches it.
+enum Conn {
+    /// The `webrtc` crate's driver, with sockets of its own.
+    Driven(Arc<dyn PeerConnection>),
+    /// The sans-IO core its task drives on the shared port (locked only briefly, never across an await).
+    Shared(Arc<Mutex<RTCPeerConnection>>),
+}
+
+/// Where sessions' media sockets come from.
+enum Sockets {
+    Shared(Arc<SharedUdp>),
+    PerSession(PortCursor),
+}
+
 /// Every WebRTC session of the gateway.
 pub struct WebRtcService {
     config: WebRtcConfig,
-    ports: PortCursor,
+    sockets: Sockets,
     budget: Arc<ViewerBudget>,
     playback: Arc<Playback>,
     controls: Arc<SessionControls>,
@@ -104,20 +127,34 @@ pub struct WebRtcService {
 }
 
 impl WebRtcService {
-    pub fn new(
+    /// Binds the shared UDP port (unless a port range or ICE servers ask for per-session sockets).
+    pub fn start(
         config: WebRtcConfig,
         budget: Arc<ViewerBudget>,
         playback: Arc<Playback>,
         controls: Arc<SessionControls>,
-    ) -> Arc<WebRtcService> {
-        Arc::new(WebRtcService {
-            ports: PortCursor::new(config.udp_ports),
+    ) -> std::io::Result<Arc<WebRtcService>> {
+        let sockets = if config.udp_ports.is_some() || !config.ice_servers.is_empty() {
+            Sockets::PerSession(PortCursor::new(config.udp_ports))
+        } else {
+            Sockets::Shared(SharedUdp::bind(&config.bind_ips, config.udp_port)?)
+        };
+        Ok(Arc::new(WebRtcService {
+            sockets,
             config,
             budget,
             playback,
             controls,
             sessions: Mutex::new(HashMap::new()),
-        })
+        }))
+    }
+
+    /// The UDP port every session shares, if they share one.
+    pub fn shared_udp_port(&self) -> Option<u16> {
+        match &self.sockets {
+            Sockets::Shared(udp) => Some(udp.port()),
+            Sockets::PerSession(_) => None,
+        }
     }
 
     /// The codec a session negotiated, for checks that run before it exists (a start in the recording).
@@ -148,24 +185,38 @@ impl WebRtcService {
         let permit = self.budget.reserve()?;
         let ssrc: u32 = rand::random();
         let counts = Arc::new(FeedbackCounts::default());
-        let peer = peer::open(
-            &self.config,
-            &self.ports,
-            &chosen,
-            &stream_id,
-            ssrc,
-            &counts,
-        )
-        .await?;
-        let pc = peer.pc.clone();
-        let answer = match negotiate(&pc, offer, &peer.gathered).await {
-            Ok(answer) => announce_public(
-                &rewrite_fmtp(&answer, chosen.payload_type, &chosen.answer_fmtp),
+        let codec_view = format!("{} {}", chosen.mime_type, chosen.answer_fmtp);
+        let rewrite = |answer: &str| {
+            announce_public(
+                &rewrite_fmtp(answer, chosen.payload_type, &chosen.answer_fmtp),
                 &self.config.nat_ips,
-            ),
-            Err(e) => {
-                let _ = pc.close().await;
-                return Err(e);
+            )
+        };
+        let (conn, link, answer) = match &self.sockets {
+            Sockets::Shared(udp) => {
+                let p = shared_peer::open(udp, offer, &chosen, &stream_id, ssrc, &counts)?;
+                let answer = rewrite(&p.answer);
+                let pc = Arc::new(Mutex::new(p.pc));
+                let link = Link::Shared {
+                    pc: pc.clone(),
+                    sender: p.sender,
+                    registration: p.registration,
+                    udp: udp.clone(),
+                };
+                (Conn::Shared(pc), link, answer)
+            }
+            Sockets::PerSession(ports) => {
+                let peer =
+                    peer::open(&self.config, ports, &chosen, &stream_id, ssrc, &counts).await?;
+                let pc = peer.pc.clone();
+                let answer = match negotiate(&pc, offer, &peer.gathered).await {
+                    Ok(answer) => rewrite(&answer),
+                    Err(e) => {
+                        let _ = pc.close().await;
+                        return Err(e);
+                    }
+                };
+                (Conn::Driven(pc), Link::Driven(peer), answer)
             }
         };
         let id = format!("{:032x}", rand::random::<u128>());
@@ -174,9 +225,9 @@ impl WebRtcService {
             id: id.clone(),
             stream_id,
             created: SystemTime::now(),
-            codec: format!("{} {}", chosen.mime_type, chosen.answer_fmtp),
+            codec: codec_view,
             remote_ufrag: ice_ufrag(offer),
-            pc,
+            conn,
             live: live.clone(),
             counts,
             stop: CancellationToken::new(),
@@ -193,19 +244,47 @@ impl WebRtcService {
         let control = self
             .controls
             .register(&id, &hub, Some(codec), dvr, core.mode());
-        let task = SessionTask {
-            service: self.clone(),
-            session_id: id.clone(),
-            inputs: ViewerInputs::new(hub, self.playback.clone(), Some(codec)),
-            peer,
-            core,
-            control,
-            live,
-            stop: entry.stop.clone(),
-            finished: entry.finished.clone(),
-            permit,
-        };
-        tokio::spawn(task.run());
+        let inputs = ViewerInputs::new(hub, self.playback.clone(), Some(codec));
+        match link {
+            Link::Driven(peer) => {
+                let task = SessionTask {
+                    service: self.clone(),
+                    session_id: id.clone(),
+                    inputs,
+                    peer,
+                    core,
+                    control,
+                    live,
+                    stop: entry.stop.clone(),
+                    finished: entry.finished.clone(),
+                    permit,
+                };
+                tokio::spawn(task.run());
+            }
+            Link::Shared {
+                pc,
+                sender,
+                registration,
+                udp,
+            } => {
+                let task = SharedTask {
+                    service: self.clone(),
+                    session_id: id.clone(),
+                    inputs,
+                    pc,
+                    sender,
+                    registration,
+                    udp,
+                    core,
+                    control,
+                    live,
+                    stop: entry.stop.clone(),
+                    finished: entry.finished.clone(),
+                    permit,
+                };
+                tokio::spawn(task.run());
+            }
+        }
         Ok(Created {
             session_id: id,
             answer,
@@ -235,7 +314,14 @@ impl WebRtcService {
                 username_fragment: frag.ice_ufrag.clone(),
                 ..Default::default()
             };
-            match entry.pc.add_ice_candidate(init).await {
+            let result = match &entry.conn {
+                Conn::Driven(pc) => pc.add_ice_candidate(init).await.map_err(|e| e.to_string()),
+                Conn::Shared(pc) => pc
+                    .lock()
+                    .add_remote_candidate(init)
+                    .map_err(|e| e.to_string()),
+            };
+            match result {
                 Ok(()) => added += 1,
                 Err(e) => debug!(session = %session_id, error = %e, "trickled candidate skipped"),
             }
@@ -267,10 +353,10 @@ impl WebRtcService {
     /// Counters of one session: ours, and the WebRTC stack's (RTCP receiver reports included).
     pub async fn stats(&self, session_id: &str) -> Result<WebRtcSessionStats, WebRtcError> {
         let entry = self.entry(session_id)?;
-        let report = entry
-            .pc
-            .get_stats(Instant::now(), StatsSelector::None)
-            .await;
+        let report = match &entry.conn {
+            Conn::Driven(pc) => pc.get_stats(Instant::now(), StatsSelector::None).await,
+            Conn::Shared(pc) => pc.lock().get_stats(Instant::now(), StatsSelector::None),
+        };
         let mut stats = WebRtcSessionStats {
             session: view(&entry),
             packets_sent: 0,
@@ -340,6 +426,17 @@ impl WebRtcService {
     fn forget(&self, session_id: &str) {
         self.sessions.lock().remove(session_id);
     }
+}
+
+/// A session's connection, as its task drives it.
+enum Link {
+    Driven(peer::Peer),
+    Shared {
+        pc: Arc<Mutex<RTCPeerConnection>>,
+        sender: rtc::rtp_transceiver::RTCRtpSenderId,
+        registration: shared_udp::Registration,
+        udp: Arc<SharedUdp>,
+    },
 }
 
 /// Offer in, answer (with every local candidate) out.

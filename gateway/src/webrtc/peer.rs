@@ -1,5 +1,5 @@
 //! Building one viewer's peer connection with the `webrtc` crate: exactly one codec (the payload type the offer
-//! chose, see `publishers::webrtc::offer`), the default interceptors (NACK responder, sender and receiver reports)
+//! chose, see `publishers::webrtc::offer`), the sending half of the default interceptors (NACK responder, sender reports)
 //! plus [`FeedbackTap`], ICE from configuration, and media sockets on the configured addresses and ports.
 
 use std::net::SocketAddr;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use publishers::webrtc::offer::ChosenCodec;
 use rtc::ice::mdns::MulticastDnsMode;
-use rtc::interceptor::Slot;
+use rtc::interceptor::{NackResponderBuilder, SenderReportBuilder, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, Notify};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    configure_simulcast_extension_headers, MediaEngine, PeerConnection, PeerConnectionBuilder,
     PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer,
     RTCPeerConnectionState, Registry, SettingEngineBuilder,
 };
@@ -26,6 +26,10 @@ use webrtc::peer_connection::{
 use super::feedback::{FeedbackCounts, FeedbackTap, SLOT};
 use super::WebRtcError;
 use crate::config::{PortRange, WebRtcConfig};
+
+/// Packets the NACK responder keeps for retransmission: about 1.2 s of a 4 Mbit/s stream in 1 200-byte packets,
+/// longer than any round trip a repair is still useful after.
+const NACK_HISTORY: u16 = 512;
 
 /// Hands out media ports from the configured range in turn, so consecutive sessions don't collide.
 pub struct PortCursor {
@@ -101,7 +105,7 @@ fn codec(chosen: &ChosenCodec) -> RTCRtpCodec {
     }
 }
 
-fn media(
+pub(super) fn media(
     chosen: &ChosenCodec,
     counts: &Arc<FeedbackCounts>,
 ) -> Result<(MediaEngine, Registry), WebRtcError> {
@@ -115,10 +119,37 @@ fn media(
             RtpCodecKind::Video,
         )
         .map_err(|e| WebRtcError::Internal(format!("registering the codec: {e}")))?;
-    let registry = register_default_interceptors(Registry::new(), &mut engine)
-        .map_err(|e| WebRtcError::Internal(format!("interceptors: {e}")))?
+    // The gateway only sends: of the default interceptors it keeps the NACK responder (with a history of
+    // NACK_HISTORY packets instead of 1 024, the largest part of a viewer's memory) and sender reports; the NACK
+    // generator, receiver reports and TWCC receiver serve received media, of which there is none.
+    configure_simulcast_extension_headers(&mut engine)
+        .map_err(|e| WebRtcError::Internal(format!("header extensions: {e}")))?;
+    let registry = Registry::new()
+        .with(
+            Slot::NackResponder,
+            NackResponderBuilder::new().with_size(NACK_HISTORY).build(),
+        )
+        .with(Slot::SenderReport, SenderReportBuilder::new().build())
         .with(Slot::from(SLOT), FeedbackTap::new(counts.clone()));
     Ok((engine, registry))
+}
+
+/// The session's one outgoing video track: its SSRC is the one the viewer core writes.
+pub(super) fn track(chosen: &ChosenCodec, stream_id: &str, ssrc: u32) -> MediaStreamTrack {
+    MediaStreamTrack::new(
+        format!("gateway-{stream_id}"),
+        format!("video-{ssrc:08x}"),
+        stream_id.to_owned(),
+        RtpCodecKind::Video,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: codec(chosen),
+            ..Default::default()
+        }],
+    )
 }
 
 /// Builds the connection and adds the track; nothing is negotiated yet.
@@ -177,20 +208,7 @@ pub async fn open(
                 continue;
             }
         };
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            format!("gateway-{stream_id}"),
-            format!("video-{ssrc:08x}"),
-            stream_id.to_owned(),
-            RtpCodecKind::Video,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: codec(chosen),
-                ..Default::default()
-            }],
-        )));
+        let track = Arc::new(TrackLocalStaticRTP::new(track(chosen, stream_id, ssrc)));
         if let Err(e) = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await {
             let _ = pc.close().await;
             return Err(WebRtcError::Internal(format!("adding the track: {e}")));

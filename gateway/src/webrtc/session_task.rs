@@ -28,7 +28,7 @@ use crate::viewer_input::{Arrival, ViewerInputs};
 use crate::viewers::SessionPermit;
 
 /// How often a session reading the recording looks whether its stream still exists.
-const STREAM_CHECK: Duration = Duration::from_millis(500);
+pub(super) const STREAM_CHECK: Duration = Duration::from_millis(500);
 
 /// What the API shows of a running session.
 pub struct LiveState {
@@ -49,9 +49,17 @@ impl LiveState {
             keyframe_requests_answered: 0,
         }
     }
+
+    /// A frame's last packet left.
+    pub fn frame_sent(&mut self) {
+        self.frames_sent += 1;
+        if self.time_to_first_frame.is_none() {
+            self.time_to_first_frame = Some(self.created.elapsed());
+        }
+    }
 }
 
-fn state_name(s: RTCPeerConnectionState) -> &'static str {
+pub(super) fn state_name(s: RTCPeerConnectionState) -> &'static str {
     match s {
         RTCPeerConnectionState::New => "new",
         RTCPeerConnectionState::Connecting => "connecting",
@@ -78,7 +86,7 @@ pub struct SessionTask {
 }
 
 /// Switches the session's input as its core asked; a refusal (no viewer place for a player) goes back to the core.
-fn start_input(inputs: &mut ViewerInputs, core: &mut ViewerCore, req: InputRequest) {
+pub(super) fn start_input(inputs: &mut ViewerInputs, core: &mut ViewerCore, req: InputRequest) {
     if let Some(event) = inputs.apply(req) {
         core.handle_event(Instant::now(), req.generation, event);
     }
@@ -127,11 +135,7 @@ impl SessionTask {
                             break 'session "connection gone";
                         }
                         if marker {
-                            let mut l = live.lock();
-                            l.frames_sent += 1;
-                            if l.time_to_first_frame.is_none() {
-                                l.time_to_first_frame = Some(l.created.elapsed());
-                            }
+                            live.lock().frame_sent();
                         }
                     }
                     // Until the connection is up nothing could be sent: the input opens then, so a viewer that

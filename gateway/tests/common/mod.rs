@@ -55,6 +55,10 @@ pub async fn start_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) -> Tes
         bind: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.path().to_owned(),
         wsc_udp_port: 0,
+        webrtc: gateway::config::WebRtcConfig {
+            udp_port: 0,
+            ..Default::default()
+        },
         ..Config::default()
     };
     tweak(&mut config);
@@ -227,6 +231,10 @@ pub async fn gateway_with_camera_and(
         bind: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_owned(),
         wsc_udp_port: 0,
+        webrtc: gateway::config::WebRtcConfig {
+            udp_port: 0,
+            ..Default::default()
+        },
         ..Config::default()
     };
     tweak(&mut config);

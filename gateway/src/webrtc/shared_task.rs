@@ -1,0 +1,288 @@
+//! The task of one WebRTC session on the shared UDP port. It owns the session's sans-IO peer connection (behind a
+//! lock only so the API can add trickled candidates and read statistics) and drives it directly: datagrams from
+//! the shared socket's inbox and time go in; SRTP, DTLS and STUN datagrams come out and leave through the shared
+//! socket; connection states and keyframe requests go to the session's viewer core (the same one WSC-RTP uses).
+//!
+//! Compared with the `webrtc` crate's driver ([`super::session_task`]), a packet goes from the viewer core through
+//! the interceptors and SRTP to the socket in this one task, with no channel or other task between them, and a
+//! frame's packets leave in one pass. Back-pressure: the sends wait when the socket's buffer is full; this task
+//! then falls behind, its hub queue fills and the hub drops this viewer to the next keyframe.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hub::Hub;
+use parking_lot::Mutex;
+use publishers::viewer::{ViewerCore, ViewerOutput};
+use publishers::Feedback;
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::rtp;
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::feedback::has_keyframe_request;
+use super::session_task::{start_input, state_name, LiveState, STREAM_CHECK};
+use super::shared_udp::{Registration, SharedUdp};
+use super::{WebRtcService, CONNECT_TIMEOUT, DISCONNECT_GRACE};
+use crate::session_control::ControlRegistration;
+use crate::viewer_input::{Arrival, ViewerInputs};
+use crate::viewers::SessionPermit;
+
+/// Packets written to the connection before its output is drained and sent.
+const BATCH: usize = 32;
+
+pub struct SharedTask {
+    pub service: Arc<WebRtcService>,
+    pub session_id: String,
+    pub inputs: ViewerInputs,
+    pub pc: Arc<Mutex<RTCPeerConnection>>,
+    pub sender: RTCRtpSenderId,
+    pub registration: Registration,
+    pub udp: Arc<SharedUdp>,
+    pub core: ViewerCore,
+    pub control: ControlRegistration,
+    pub live: Arc<Mutex<LiveState>>,
+    pub stop: CancellationToken,
+    pub finished: CancellationToken,
+    pub permit: SessionPermit,
+}
+
+/// What one turn of the connection produced for the session.
+#[derive(Default)]
+struct Turn {
+    out: Vec<TaggedBytesMut>,
+    states: Vec<RTCPeerConnectionState>,
+    keyframe_requested: bool,
+}
+
+/// Drains everything the connection has for us.
+fn drain(pc: &mut RTCPeerConnection, turn: &mut Turn) {
+    while let Some(ev) = pc.poll_event() {
+        if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) = ev {
+            turn.states.push(s);
+        }
+    }
+    while let Some(m) = pc.poll_read() {
+        if let RTCMessage::RtcpPacket(_, packets) = &m.message {
+            turn.keyframe_requested |= has_keyframe_request(packets);
+        }
+    }
+    while let Some(m) = pc.poll_write() {
+        turn.out.push(m);
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl SharedTask {
+    pub async fn run(self) {
+        let SharedTask {
+            service,
+            session_id,
+            mut inputs,
+            pc,
+            sender,
+            mut registration,
+            udp,
+            mut core,
+            mut control,
+            live,
+            stop,
+            finished,
+            permit,
+        } = self;
+        let (ssrc, payload_type) = (core.ssrc(), core.payload_type());
+        let hub: Hub = inputs.hub().clone();
+        let mut deadline = Some(Instant::now() + CONNECT_TIMEOUT);
+        let mut connected = false;
+        let mut deferred = None;
+        let mut stream_check = tokio::time::interval(STREAM_CHECK);
+        let mut packets: Vec<rtp::Packet> = Vec::with_capacity(BATCH);
+        let why: &str = 'session: loop {
+            // What the viewer core has to send, written through the interceptors and SRTP and sent, at most
+            // BATCH packets at a time: a GOP from the cache is hundreds of packets, and every queue it passes
+            // through (ours, the interceptors', the connection's) would keep a burst's capacity for the session's
+            // lifetime.
+            let mut turn = Turn::default();
+            let mut pc_wake;
+            loop {
+                let mut frames = 0;
+                let mut full = false;
+                while let Some(o) = core.poll_output() {
+                    match o {
+                        ViewerOutput::Packet(p) | ViewerOutput::Resend(p) => {
+                            frames += usize::from(p.marker);
+                            packets.push(rtp::Packet {
+                                header: rtp::header::Header {
+                                    version: 2,
+                                    marker: p.marker,
+                                    payload_type,
+                                    sequence_number: p.seq,
+                                    timestamp: p.timestamp,
+                                    ssrc,
+                                    ..Default::default()
+                                },
+                                payload: p.payload,
+                            });
+                            if packets.len() == BATCH {
+                                full = true;
+                                break;
+                            }
+                        }
+                        // Until the connection is up nothing could be sent: the input opens then, so a viewer
+                        // that never connects costs no hub subscription or player.
+                        ViewerOutput::Input(req) if !connected => deferred = Some(req),
+                        ViewerOutput::Input(req) => start_input(&mut inputs, &mut core, req),
+                        // One codec, negotiated once: new parameter sets travel in-band before each keyframe.
+                        ViewerOutput::Params(_) | ViewerOutput::Mode(_) => {}
+                    }
+                }
+                pc_wake = {
+                    let mut pc = pc.lock();
+                    if !packets.is_empty() {
+                        let now = Instant::now();
+                        if let Some(mut s) = pc.rtp_sender(sender) {
+                            for p in packets.drain(..) {
+                                if let Err(e) = s.write_rtp(now, p) {
+                                    debug!(session = %session_id, error = %e, "RTP packet not written");
+                                }
+                            }
+                        }
+                        packets.clear();
+                    }
+                    drain(&mut pc, &mut turn);
+                    pc.poll_timeout()
+                };
+                if frames > 0 {
+                    let mut l = live.lock();
+                    for _ in 0..frames {
+                        l.frame_sent();
+                    }
+                }
+                if !turn.out.is_empty() {
+                    udp.send(&turn.out).await;
+                    turn.out.clear();
+                }
+                if !full {
+                    break;
+                }
+            }
+            for s in turn.states {
+                live.lock().state = state_name(s);
+                match s {
+                    RTCPeerConnectionState::Connected => {
+                        deadline = None;
+                        if !connected {
+                            connected = true;
+                            if let Some(req) = deferred.take() {
+                                start_input(&mut inputs, &mut core, req);
+                            }
+                            core.set_ready(Instant::now());
+                        }
+                    }
+                    RTCPeerConnectionState::Disconnected => {
+                        deadline = Some(Instant::now() + DISCONNECT_GRACE);
+                    }
+                    RTCPeerConnectionState::Failed => break 'session "connection failed",
+                    RTCPeerConnectionState::Closed => break 'session "connection closed",
+                    _ => {}
+                }
+            }
+            if turn.keyframe_requested {
+                core.handle_feedback(Instant::now(), Feedback::Pli);
+                // The answer (if any) goes out on the next turn.
+                continue;
+            }
+            live.lock().keyframe_requests_answered = core.stats().keyframe_requests_answered;
+            control.entry.publish(core.mode());
+            let now = Instant::now();
+            let wake = core.poll_timeout(now);
+            let wants_frames = core.wants_frames();
+            tokio::select! {
+                () = stop.cancelled() => break 'session "deleted",
+                () = sleep_until(deadline) => {
+                    break 'session if connected { "disconnected too long" } else { "not connected in time" };
+                }
+                d = registration.inbox.recv() => {
+                    let Some(d) = d else { break 'session "socket closed" };
+                    let msg = TaggedBytesMut {
+                        now: d.at,
+                        transport: TransportContext {
+                            local_addr: d.local,
+                            peer_addr: d.peer,
+                            ecn: None,
+                            transport_protocol: TransportProtocol::UDP,
+                        },
+                        message: d.data,
+                    };
+                    let mut pc = pc.lock();
+                    if let Err(e) = pc.handle_read(msg) {
+                        debug!(session = %session_id, error = %e, "datagram refused");
+                    }
+                    // Take whatever else already waits, under the same lock.
+                    while let Ok(d) = registration.inbox.try_recv() {
+                        let msg = TaggedBytesMut {
+                            now: d.at,
+                            transport: TransportContext {
+                                local_addr: d.local,
+                                peer_addr: d.peer,
+                                ecn: None,
+                                transport_protocol: TransportProtocol::UDP,
+                            },
+                            message: d.data,
+                        };
+                        if let Err(e) = pc.handle_read(msg) {
+                            debug!(session = %session_id, error = %e, "datagram refused");
+                        }
+                    }
+                }
+                () = sleep_until(pc_wake) => {
+                    if let Err(e) = pc.lock().handle_timeout(Instant::now()) {
+                        debug!(session = %session_id, error = %e, "connection timer");
+                    }
+                }
+                a = inputs.next(wants_frames) => match a {
+                    Arrival::Frame { generation, frame } => core.handle_frame(Instant::now(), generation, frame),
+                    Arrival::Event { generation, event } => core.handle_event(Instant::now(), generation, event),
+                    Arrival::StreamClosed => break 'session "stream closed",
+                },
+                Some(msg) = control.commands.recv() => {
+                    let result = inputs.prepare(&msg.cmd, &core.mode()).map(|()| {
+                        // Checked by the caller; the core refuses nothing that passed `check`.
+                        let _ = core.handle_command(Instant::now(), msg.cmd);
+                        core.mode()
+                    });
+                    let _ = msg.reply.send(result);
+                }
+                _ = stream_check.tick() => if hub.is_closed() { break 'session "stream closed" },
+                () = sleep_until(wake) => core.handle_timeout(Instant::now()),
+            }
+        };
+        debug!(stream = %hub.stream_id(), session = %session_id, why, "WebRTC session ended");
+        drop(inputs);
+        drop(control);
+        // The DTLS close_notify, so the viewer knows at once.
+        let mut turn = Turn::default();
+        {
+            let mut pc = pc.lock();
+            let _ = pc.close();
+            drain(&mut pc, &mut turn);
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), udp.send(&turn.out)).await;
+        drop(registration);
+        service.forget(&session_id);
+        drop(permit);
+        finished.cancel();
+    }
+}

@@ -1,0 +1,481 @@
+//! One UDP port for every WebRTC session: a socket per local address (a wildcard bind address becomes one per
+//! non-loopback interface, so each socket's address is a usable host candidate and replies leave from the address
+//! the viewer sent to), all on the same port, and one receive loop per socket that hands each datagram to its
+//! session's bounded inbox.
+//!
+//! Routing (RFC 8445 §7.2 and the ufrag/pwd of RFC 8839): a STUN binding request goes to the session whose local
+//! ufrag starts its USERNAME (`local:remote`), and its address, if new, then belongs to that session; any other
+//! datagram goes to the session its (local, remote) address pair belongs to, or nowhere. The session's ICE agent still checks the request's MESSAGE-INTEGRITY; a forged request can at
+//! most point an unused address at a session, and each session keeps few addresses ([`MAX_ADDRS_PER_SESSION`]).
+//! DTLS and SRTP never route by content, only by address.
+//!
+//! Sending: a session hands over everything one turn of its connection produced (a frame's SRTP packets, say);
+//! each run of equal-size datagrams to one address leaves in one `sendmsg` with UDP generic segmentation offload
+//! (through `quinn-udp`, which falls back to one datagram per call where the kernel refuses GSO).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use std::cell::RefCell;
+use std::os::fd::AsRawFd;
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use quinn_udp::{Transmit, UdpSocketState};
+use rtc::shared::TaggedBytesMut;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// Datagrams queued for one session before more are dropped (the session's task takes them at once).
+const INBOX: usize = 256;
+/// Remote addresses one session may own: a browser checks from a handful of candidates.
+const MAX_ADDRS_PER_SESSION: usize = 16;
+/// Kernel buffers asked for the shared sockets: every viewer's media leaves through them.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// One datagram for a session.
+pub struct Datagram {
+    pub at: Instant,
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    pub data: BytesMut,
+}
+
+#[derive(Default)]
+struct Routes {
+    by_ufrag: HashMap<String, Route>,
+    by_addr: HashMap<(SocketAddr, SocketAddr), String>,
+}
+
+struct Route {
+    inbox: mpsc::Sender<Datagram>,
+    addrs: Vec<(SocketAddr, SocketAddr)>,
+}
+
+/// Bytes per GSO send, at most (a UDP datagram's limit, less IP and UDP headers).
+const MAX_RUN_BYTES: usize = 65_000;
+
+/// One shared socket.
+struct Shared {
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    gso: UdpSocketState,
+}
+
+/// The shared sockets and the routing table.
+pub struct SharedUdp {
+    sockets: Vec<Shared>,
+    routes: Mutex<Routes>,
+}
+
+thread_local! {
+    /// The run being sent, gathered into one buffer; one per runtime thread rather than one per session.
+    static RUN: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How many datagrams from the start of `out` go in one GSO send, and their segment size: same addresses, the
+/// first one's size, then every following one of that size, ending after the first shorter one (the kernel allows
+/// a short last segment), at most `max_segments` and [`MAX_RUN_BYTES`].
+fn next_run(out: &[TaggedBytesMut], max_segments: usize) -> (usize, usize) {
+    let Some(first) = out.first() else {
+        return (0, 0);
+    };
+    let segment = first.message.len();
+    let mut n = 1;
+    while n < out.len() && n < max_segments && (n + 1) * segment <= MAX_RUN_BYTES {
+        let m = &out[n];
+        let len = m.message.len();
+        if len > segment
+            || m.transport.peer_addr != first.transport.peer_addr
+            || m.transport.local_addr != first.transport.local_addr
+        {
+            break;
+        }
+        n += 1;
+        if len < segment {
+            break;
+        }
+    }
+    (n, segment)
+}
+
+/// A session's place in the routing table; dropping it removes the session's ufrag and addresses.
+pub struct Registration {
+    shared: Arc<SharedUdp>,
+    ufrag: String,
+    pub inbox: mpsc::Receiver<Datagram>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut routes = self.shared.routes.lock();
+        if let Some(route) = routes.by_ufrag.remove(&self.ufrag) {
+            for a in route.addrs {
+                routes.by_addr.remove(&a);
+            }
+        }
+    }
+}
+
+/// The concrete addresses to bind for `ips`: a wildcard becomes every non-loopback, non-link-local interface
+/// address of its family (or stays the wildcard when there is none).
+pub fn expand(ips: &[IpAddr]) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    let push = |ip: IpAddr, out: &mut Vec<IpAddr>| {
+        if !out.contains(&ip) {
+            out.push(ip);
+        }
+    };
+    for &ip in ips {
+        if !ip.is_unspecified() {
+            push(ip, &mut out);
+            continue;
+        }
+        let before = out.len();
+        if let Ok(ifaces) = rtc::shared::ifaces::ifaces() {
+            for i in ifaces {
+                let Some(a) = i.addr else { continue };
+                let a = a.ip();
+                let link_local = match a {
+                    IpAddr::V4(v4) => v4.is_link_local(),
+                    IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+                };
+                if a.is_ipv4() == ip.is_ipv4()
+                    && !a.is_loopback()
+                    && !a.is_unspecified()
+                    && !link_local
+                {
+                    push(a, &mut out);
+                }
+            }
+        }
+        if out.len() == before {
+            push(ip, &mut out);
+        }
+    }
+    out
+}
+
+impl SharedUdp {
+    /// Binds `port` (0: the first socket picks a free one, the others take the same) on every address of `ips`
+    /// and starts the receive loops.
+    pub fn bind(ips: &[IpAddr], port: u16) -> io::Result<Arc<SharedUdp>> {
+        let mut sockets = Vec::new();
+        let mut port = port;
+        for ip in expand(ips) {
+            let s = bind_one(SocketAddr::new(ip, port))?;
+            let local = s.local_addr()?;
+            port = local.port();
+            let gso = gso_state(&s)?;
+            sockets.push(Shared {
+                socket: Arc::new(s),
+                local,
+                gso,
+            });
+        }
+        let shared = Arc::new(SharedUdp {
+            sockets,
+            routes: Mutex::new(Routes::default()),
+        });
+        for s in &shared.sockets {
+            tokio::spawn(receive(Arc::downgrade(&shared), s.socket.clone(), s.local));
+        }
+        Ok(shared)
+    }
+
+    /// The addresses the sockets are bound to: the session's host candidates.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets.iter().map(|s| s.local).collect()
+    }
+
+    /// The shared port.
+    pub fn port(&self) -> u16 {
+        self.local_addrs().first().map_or(0, SocketAddr::port)
+    }
+
+    /// Routes datagrams for `ufrag` (the session's local ICE username fragment) to the returned inbox.
+    pub fn register(self: &Arc<Self>, ufrag: &str) -> Registration {
+        let (tx, rx) = mpsc::channel(INBOX);
+        self.routes.lock().by_ufrag.insert(
+            ufrag.to_owned(),
+            Route {
+                inbox: tx,
+                addrs: Vec::new(),
+            },
+        );
+        Registration {
+            shared: self.clone(),
+            ufrag: ufrag.to_owned(),
+            inbox: rx,
+        }
+    }
+
+    /// Sends `out` in order, each datagram from the shared socket its `local_addr` names, a run per system call,
+    /// waiting while a socket's buffer is full. An error on a run other than "full" (an ICMP unreachable reported
+    /// late) is the viewer's, not the socket's: that run is skipped (the connection's consent checks notice a
+    /// viewer that went away) and the rest sent.
+    pub async fn send(&self, out: &[TaggedBytesMut]) {
+        let mut rest = out;
+        while let Some(first) = rest.first() {
+            let Some(s) = self
+                .sockets
+                .iter()
+                .find(|s| s.local == first.transport.local_addr)
+            else {
+                rest = &rest[1..];
+                continue;
+            };
+            let max_segments = s.gso.max_gso_segments();
+            let (n, segment) = next_run(rest, max_segments);
+            let to = first.transport.peer_addr;
+            let sent = s
+                .socket
+                .async_io(tokio::io::Interest::WRITABLE, || {
+                    RUN.with_borrow_mut(|run| {
+                        let contents: &[u8] = if n == 1 {
+                            &rest[0].message
+                        } else {
+                            run.clear();
+                            for m in &rest[..n] {
+                                run.extend_from_slice(&m.message);
+                            }
+                            run
+                        };
+                        let transmit = Transmit {
+                            destination: to,
+                            ecn: None,
+                            contents,
+                            segment_size: (n > 1).then_some(segment),
+                            src_ip: None,
+                        };
+                        s.gso.try_send((&*s.socket).into(), &transmit)
+                    })
+                })
+                .await;
+            match sent {
+                // The kernel refused GSO and the state has turned it off: send the same run again, one by one.
+                Err(_) if n > 1 && s.gso.max_gso_segments() < max_segments => continue,
+                _ => rest = &rest[n..],
+            }
+        }
+    }
+
+    fn route(&self, d: Datagram) {
+        let mut routes = self.routes.lock();
+        let routes = &mut *routes;
+        let key = (d.local, d.peer);
+        // A binding request names its session: it goes there even from an address another session owns (a
+        // client may check two sessions from one socket). Everything else follows the address.
+        let ufrag = match stun_request_ufrag(&d.data) {
+            Some(u) => {
+                let Some(route) = routes.by_ufrag.get_mut(u) else {
+                    return;
+                };
+                if !routes.by_addr.contains_key(&key) && route.addrs.len() < MAX_ADDRS_PER_SESSION {
+                    route.addrs.push(key);
+                    routes.by_addr.insert(key, u.to_owned());
+                }
+                u.to_owned()
+            }
+            None => match routes.by_addr.get(&key) {
+                Some(u) => u.clone(),
+                None => return,
+            },
+        };
+        if let Some(route) = routes.by_ufrag.get(&ufrag) {
+            // A session that does not keep up loses datagrams, as a full socket buffer would make it.
+            let _ = route.inbox.try_send(d);
+        }
+    }
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    // Best effort: the kernel caps these at its own maximum.
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+/// Sets `socket` up for GSO sends. `quinn-udp` also turns UDP GRO on, which would hand several received
+/// datagrams of one flow over as one buffer; the receive loop routes one datagram per read, so GRO goes back off.
+fn gso_state(socket: &UdpSocket) -> io::Result<UdpSocketState> {
+    let state = UdpSocketState::new(socket.into())?;
+    let off: libc::c_int = 0;
+    // SAFETY: a valid socket and an int option of the right size.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            (&off as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        let e = io::Error::last_os_error();
+        // A kernel without UDP GRO never coalesces.
+        if e.raw_os_error() != Some(libc::ENOPROTOOPT) {
+            return Err(e);
+        }
+    }
+    Ok(state)
+}
+
+async fn receive(shared: std::sync::Weak<SharedUdp>, socket: Arc<UdpSocket>, local: SocketAddr) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let (n, peer) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            // ICMP port unreachable from a viewer that went away surfaces here on some systems: not fatal.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+            Err(e) => {
+                warn!(%local, error = %e, "WebRTC UDP receive failed; the socket is closed");
+                return;
+            }
+        };
+        let Some(shared) = shared.upgrade() else {
+            debug!(%local, "WebRTC service gone; receive loop ends");
+            return;
+        };
+        shared.route(Datagram {
+            at: Instant::now(),
+            local,
+            peer,
+            data: BytesMut::from(&buf[..n]),
+        });
+    }
+}
+
+/// The local ufrag of a STUN binding request's USERNAME (`local:remote`, RFC 8445 §7.2.2), if `b` is one.
+pub fn stun_request_ufrag(b: &[u8]) -> Option<&str> {
+    const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+    const BINDING_REQUEST: [u8; 2] = [0x00, 0x01];
+    const USERNAME: u16 = 0x0006;
+    if b.len() < 20 || b[0..2] != BINDING_REQUEST || b[4..8] != MAGIC {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([b[2], b[3]]));
+    let attrs = b.get(20..20 + len)?;
+    let mut at = 0;
+    while at + 4 <= attrs.len() {
+        let typ = u16::from_be_bytes([attrs[at], attrs[at + 1]]);
+        let alen = usize::from(u16::from_be_bytes([attrs[at + 2], attrs[at + 3]]));
+        let value = attrs.get(at + 4..at + 4 + alen)?;
+        if typ == USERNAME {
+            let user = std::str::from_utf8(value).ok()?;
+            return user.split(':').next().filter(|u| !u.is_empty());
+        }
+        // Attributes are padded to 4 bytes.
+        at += 4 + alen.div_ceil(4) * 4;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding_request(username: &[u8]) -> Vec<u8> {
+        let mut attrs = Vec::new();
+        // A PRIORITY attribute first, then USERNAME padded.
+        attrs.extend_from_slice(&[0x00, 0x24, 0x00, 0x04, 1, 2, 3, 4]);
+        attrs.extend_from_slice(&0x0006u16.to_be_bytes());
+        attrs.extend_from_slice(&(username.len() as u16).to_be_bytes());
+        attrs.extend_from_slice(username);
+        while attrs.len() % 4 != 0 {
+            attrs.push(0);
+        }
+        let mut m = vec![0x00, 0x01];
+        m.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+        m.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+        m.extend_from_slice(&[7; 12]);
+        m.extend_from_slice(&attrs);
+        m
+    }
+
+    #[test]
+    fn reads_the_local_ufrag_of_a_binding_request() {
+        assert_eq!(
+            stun_request_ufrag(&binding_request(b"srv1:abc")),
+            Some("srv1")
+        );
+        assert_eq!(stun_request_ufrag(&binding_request(b"x:y")), Some("x"));
+    }
+
+    #[test]
+    fn ignores_everything_else() {
+        let mut response = binding_request(b"srv1:abc");
+        response[0..2].copy_from_slice(&[0x01, 0x01]);
+        assert_eq!(stun_request_ufrag(&response), None, "a binding response");
+        assert_eq!(stun_request_ufrag(&binding_request(b":abc")), None);
+        let mut truncated = binding_request(b"srv1:abc");
+        truncated.truncate(30);
+        assert_eq!(stun_request_ufrag(&truncated), None);
+        // DTLS and SRTP.
+        assert_eq!(
+            stun_request_ufrag(&[
+                22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+            ]),
+            None
+        );
+        assert_eq!(stun_request_ufrag(&[0x80; 40]), None);
+    }
+
+    #[tokio::test]
+    async fn routes_by_ufrag_then_by_address() {
+        let shared = SharedUdp::bind(&[IpAddr::from([127, 0, 0, 1])], 0).unwrap();
+        let server = shared.local_addrs()[0];
+        let mut a = shared.register("ufragA");
+        let mut b = shared.register("ufragB");
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        // Not a binding request from an unknown address: dropped.
+        client.send_to(&[0x80; 40], server).await.unwrap();
+        client
+            .send_to(&binding_request(b"ufragB:c"), server)
+            .await
+            .unwrap();
+        let got = b.inbox.recv().await.unwrap();
+        assert_eq!(got.peer, client.local_addr().unwrap());
+        assert!(stun_request_ufrag(&got.data).is_some());
+        // Now the address belongs to B: media follows it.
+        client.send_to(&[0x80; 40], server).await.unwrap();
+        assert_eq!(b.inbox.recv().await.unwrap().data[..], [0x80; 40]);
+        assert!(
+            a.inbox.try_recv().is_err(),
+            "the dropped datagram never reached A"
+        );
+        // A binding request for A from B's address still reaches A; the address stays B's.
+        client
+            .send_to(&binding_request(b"ufragA:c"), server)
+            .await
+            .unwrap();
+        assert!(stun_request_ufrag(&a.inbox.recv().await.unwrap().data).is_some());
+        client.send_to(&[0x81; 40], server).await.unwrap();
+        assert_eq!(b.inbox.recv().await.unwrap().data[..], [0x81; 40]);
+        // Unregistering B forgets its addresses.
+        drop(b);
+        assert!(shared.routes.lock().by_addr.is_empty());
+        client
+            .send_to(&binding_request(b"ufragA:c"), server)
+            .await
+            .unwrap();
+        assert_eq!(
+            a.inbox.recv().await.unwrap().peer,
+            client.local_addr().unwrap()
+        );
+    }
+}
