@@ -13,8 +13,10 @@
 //! forwarder's batch holding the session's last packets has left.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use hub::{Hub, Subscriber};
@@ -77,16 +79,38 @@ impl MemberState {
     /// The forwarder's step for this session in a pass: feed it what its subscription holds and move the
     /// media it asks for into `batch`. Stops at the first output that is not media and gives the feed back
     /// (true: the task must be told). Sans-IO: time is `now`, sending is the caller's.
-    pub fn forward(&mut self, now: Instant, batch: &mut Batch, max_segments: usize) -> Step {
+    /// The queue is read through `cx`: once empty, the next frame the hub queues wakes `cx`'s task (the
+    /// forwarder's), which holds no subscription of its own.
+    pub fn forward(
+        &mut self,
+        now: Instant,
+        batch: &mut Batch,
+        max_segments: usize,
+        cx: &mut Context<'_>,
+    ) -> Step {
         let Some(feed) = &mut self.feed else {
             return Step::Left;
         };
-        while let Some(frame) = feed.sub.try_recv() {
+        loop {
+            let next = std::pin::pin!(feed.sub.recv()).poll(cx);
+            let Poll::Ready(Some(frame)) = next else {
+                // Empty (the waker is registered) or the hub closed (the session's task sees that itself).
+                break;
+            };
             let generation = feed.generation;
             self.session.handle(now, Input::Frame { generation, frame });
         }
         let mut packets = 0;
-        while let Some(Output::Rtp { .. }) = self.session.peek_output() {
+        loop {
+            match self.session.peek_output() {
+                Some(Output::Rtp { .. }) => {}
+                Some(_) => break,
+                None => {
+                    // Polling the empty queue lets the session give back the room a GOP burst took.
+                    let _ = self.session.poll_output();
+                    break;
+                }
+            }
             let Some(Output::Rtp {
                 to,
                 header,
@@ -220,24 +244,27 @@ impl Forwarder {
 
 impl Inner {
     async fn run(self: Arc<Self>, stop: CancellationToken) {
-        // Wakes the pass once per frame; the members' own subscriptions carry the frames.
-        let mut trigger = self.hub.subscribe();
         let mut list: Vec<Arc<Member>> = Vec::new();
         let mut batch = Batch::default();
         let mut in_batch: Vec<Arc<Member>> = Vec::new();
         loop {
+            // A pass leaves this task's waker in every member's queue: the next frame (or a join) wakes it.
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
-                f = trigger.recv() => if f.is_none() { break },
                 () = self.poke.notified() => {}
+                () = woken() => {}
             }
-            while trigger.try_recv().is_some() {}
-            // The hub offers a frame to every subscriber in one section under its lock: once the lock is free,
-            // every member's queue holds each frame the trigger got.
+            if self.hub.is_closed() {
+                break;
+            }
+            // The hub offers a frame to every subscriber in one section under its lock: once the lock is free, a
+            // frame whose first queue woke this pass is in every member's queue.
             let _ = self.hub.subscriber_count();
             list.append(&mut self.joining.lock());
-            self.pass(&mut list, &mut batch, &mut in_batch).await;
+            // Reading hundreds of queues in one go must not be cut short by tokio's cooperative budget, which
+            // would make the queues after the cut look empty until the next pass.
+            tokio::task::unconstrained(self.pass(&mut list, &mut batch, &mut in_batch)).await;
         }
         // The hub closed (or nobody is left): the sessions' tasks see it on their own; wake them now.
         for m in list.iter().chain(self.joining.lock().iter()) {
@@ -254,12 +281,14 @@ impl Inner {
     ) {
         let now = Instant::now();
         let max_segments = self.udp.max_gso_segments();
+        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
         let mut i = 0;
         while i < list.len() {
             let m = &list[i];
             let step = {
                 let mut st = m.lock();
-                let step = st.forward(now, batch, max_segments);
+                let mut cx = Context::from_waker(&waker);
+                let step = st.forward(now, batch, max_segments, &mut cx);
                 if !matches!(step, Step::Fed { .. }) {
                     st.listed = false;
                 }
@@ -296,6 +325,19 @@ impl Inner {
             m.sent();
         }
     }
+}
+
+/// Pending once, then ready: resolves at the task's next wake-up, whoever wakes it.
+async fn woken() {
+    let mut first = true;
+    std::future::poll_fn(|_| {
+        if std::mem::take(&mut first) {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await
 }
 
 /// The forwarders of every stream, created with a stream's first WSC-RTP session.
@@ -423,6 +465,10 @@ mod tests {
         }
     }
 
+    fn noop() -> Context<'static> {
+        Context::from_waker(std::task::Waker::noop())
+    }
+
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
@@ -453,8 +499,14 @@ mod tests {
         push(&hub, 1, false, 2000, &p);
         let mut batch = Batch::default();
         let t = t0 + Duration::from_millis(40);
-        assert_eq!(a.forward(t, &mut batch, 64), Step::Fed { packets: 7 });
-        assert_eq!(b.forward(t, &mut batch, 64), Step::Fed { packets: 7 });
+        assert_eq!(
+            a.forward(t, &mut batch, 64, &mut noop()),
+            Step::Fed { packets: 7 }
+        );
+        assert_eq!(
+            b.forward(t, &mut batch, 64, &mut noop()),
+            Step::Fed { packets: 7 }
+        );
         assert!(a.in_flight && b.in_flight);
         let got = seqs(&batch);
         let want: Vec<(u16, u16)> = (0..7)
@@ -466,7 +518,10 @@ mod tests {
         assert_eq!(batch.messages().len(), 6);
         // Nothing new: nothing gathered, the session stays in the pass.
         batch.clear();
-        assert_eq!(a.forward(t, &mut batch, 64), Step::Fed { packets: 0 });
+        assert_eq!(
+            a.forward(t, &mut batch, 64, &mut noop()),
+            Step::Fed { packets: 0 }
+        );
         assert!(batch.is_empty());
     }
 
@@ -477,10 +532,13 @@ mod tests {
         let mut a = member(proved(t0, addr(5001), 1), &hub);
         push(&hub, 0, true, 100, &params(0x1f));
         let mut batch = Batch::default();
-        assert_eq!(a.forward(t0, &mut batch, 64), Step::Fed { packets: 3 });
+        assert_eq!(
+            a.forward(t0, &mut batch, 64, &mut noop()),
+            Step::Fed { packets: 3 }
+        );
         // The camera changes its parameter sets: the client gets a new `sdp` before the keyframe's packets.
         push(&hub, 1, true, 100, &params(0x20));
-        let step = a.forward(t0, &mut batch, 64);
+        let step = a.forward(t0, &mut batch, 64, &mut noop());
         assert_eq!(step, Step::GaveBack { packets: 0 });
         assert!(!a.is_fed());
         assert!(
@@ -491,7 +549,7 @@ mod tests {
         assert!(rest[1..].iter().all(|o| matches!(o, Output::Rtp { .. })));
         let feed = a.take_feed().expect("given back");
         assert_eq!(feed.generation, a.session.generation());
-        assert_eq!(a.forward(t0, &mut batch, 64), Step::Left);
+        assert_eq!(a.forward(t0, &mut batch, 64, &mut noop()), Step::Left);
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub async fn send(socket: &UdpSocket, batch: &Batch, gso_broken: &AtomicBool) {
         rest = split(&rest);
     }
     let mut done = 0;
+    let mut retried = None;
     while done < rest.len() {
         let end = (done + MESSAGES_PER_CALL).min(rest.len());
         let chunk = &rest[done..end];
@@ -50,6 +51,11 @@ pub async fn send(socket: &UdpSocket, batch: &Batch, gso_broken: &AtomicBool) {
                 let tail = split(&rest[done..]);
                 rest.truncate(done);
                 rest.extend(tail);
+            }
+            // An ICMP error from an earlier datagram, reported now: nothing of this call was sent. The error is
+            // cleared by being reported, so the same messages go again (once).
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused && retried != Some(done) => {
+                retried = Some(done);
             }
             Err(e) => {
                 tracing::debug!(error = %e, to = %chunk[0].to, "WSC-RTP datagrams not sent");

@@ -62,6 +62,9 @@ impl Drop for RouteGuard {
     }
 }
 
+/// Outputs the task's queue keeps room for once drained: a delta frame's packets and a few messages.
+const PENDING_KEPT: usize = 64;
+
 /// Datagrams gathered before they are sent, at most.
 const BATCH_MAX: usize = 64;
 
@@ -310,6 +313,8 @@ pub async fn run(
             }
         }
         datagrams.flush(&svc.udp).await;
+        // A joining viewer's GOP burst passes through here once; don't keep its room for the session's life.
+        pending.shrink_to(PENDING_KEPT);
         if turns.rest(&mut inputs, &mut pending) {
             continue;
         }
