@@ -4,6 +4,7 @@
 //! device refuses GSO (`EIO`), sending goes on one datagram per message from then on, as `quinn-udp` does for the
 //! per-session path.
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,11 +80,45 @@ fn split(messages: &[Message]) -> Vec<Message> {
         .collect()
 }
 
+/// The buffers one `sendmmsg` is described in, kept from call to call (a keyframe's chunk is a few hundred KiB of
+/// iovecs); one per thread, holding no pointer between calls.
+#[derive(Default)]
+struct Scratch {
+    addrs: Vec<SockAddr>,
+    iovecs: Vec<libc::iovec>,
+    cmsgs: Vec<CmsgBuf>,
+    headers: Vec<libc::mmsghdr>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
 /// One `sendmmsg` of `chunk`; the number of messages the kernel took (at least one), or the error of the first.
 fn send_chunk(socket: &UdpSocket, batch: &Batch, chunk: &[Message]) -> io::Result<usize> {
-    let addrs: Vec<SockAddr> = chunk.iter().map(|m| SockAddr::from(m.to)).collect();
-    let pieces: usize = chunk.iter().map(|m| 2 * m.count).sum();
-    let mut iovecs: Vec<libc::iovec> = Vec::with_capacity(pieces);
+    SCRATCH.with_borrow_mut(|scratch| {
+        let sent = send_chunk_with(socket, batch, chunk, scratch);
+        scratch.addrs.clear();
+        scratch.iovecs.clear();
+        scratch.cmsgs.clear();
+        scratch.headers.clear();
+        sent
+    })
+}
+
+fn send_chunk_with(
+    socket: &UdpSocket,
+    batch: &Batch,
+    chunk: &[Message],
+    scratch: &mut Scratch,
+) -> io::Result<usize> {
+    let Scratch {
+        addrs,
+        iovecs,
+        cmsgs,
+        headers,
+    } = scratch;
+    addrs.extend(chunk.iter().map(|m| SockAddr::from(m.to)));
     for m in chunk {
         for i in m.first..m.first + m.count {
             let (header, payload) = batch.datagram(i);
@@ -97,10 +132,9 @@ fn send_chunk(socket: &UdpSocket, batch: &Batch, chunk: &[Message]) -> io::Resul
             });
         }
     }
-    let mut cmsgs: Vec<CmsgBuf> = vec![[0; 4]; chunk.len()];
-    let mut headers: Vec<libc::mmsghdr> = Vec::with_capacity(chunk.len());
+    cmsgs.resize(chunk.len(), [0; 4]);
     let mut at = 0;
-    for ((m, addr), cmsg) in chunk.iter().zip(&addrs).zip(cmsgs.iter_mut()) {
+    for ((m, addr), cmsg) in chunk.iter().zip(addrs.iter()).zip(cmsgs.iter_mut()) {
         // SAFETY: an all-zero msghdr is a valid empty one.
         let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
         hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
@@ -118,7 +152,7 @@ fn send_chunk(socket: &UdpSocket, batch: &Batch, chunk: &[Message]) -> io::Resul
         });
     }
     // SAFETY: every pointer in `headers` points into `addrs`, `iovecs`, `cmsgs` or the batch's buffers, all alive
-    // and unmoved until this call returns; the lengths are theirs.
+    // and unmoved until this call returns (the caller clears them only after); the lengths are theirs.
     let sent = unsafe {
         libc::sendmmsg(
             socket.as_raw_fd(),
