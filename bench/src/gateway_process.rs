@@ -233,6 +233,8 @@ impl Drop for GatewayProcess {
 
 /// `serve-gateway`: runs the gateway in this process until killed.
 pub fn serve(flags: Vec<String>) -> anyhow::Result<()> {
+    // As the `gateway` binary does.
+    gateway::malloc::keep_large_blocks_mapped();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)

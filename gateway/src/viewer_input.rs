@@ -28,6 +28,8 @@ pub enum Arrival {
 enum Source {
     Nothing,
     Live(Subscriber),
+    /// The live subscription is read by someone else for now (the WSC-RTP one-pass forwarder).
+    Lent,
     Dvr(DvrInput),
 }
 
@@ -87,6 +89,25 @@ impl ViewerInputs {
         Ok(())
     }
 
+    /// Hands the live subscription, and the generation its frames belong to, to a reader other than
+    /// [`ViewerInputs::next`] (which waits forever meanwhile); `None` unless reading live.
+    pub fn lend_live(&mut self) -> Option<(u64, Subscriber)> {
+        if !matches!(self.source, Source::Live(_)) {
+            return None;
+        }
+        match std::mem::replace(&mut self.source, Source::Lent) {
+            Source::Live(sub) => Some((self.generation, sub)),
+            _ => unreachable!("checked above"),
+        }
+    }
+
+    /// Takes a lent subscription back. One of an input switched away since is dropped.
+    pub fn take_back_live(&mut self, generation: u64, sub: Subscriber) {
+        if generation == self.generation && matches!(self.source, Source::Lent) {
+            self.source = Source::Live(sub);
+        }
+    }
+
     /// Switches to the input the core asked for. A DVR request without a prepared player opens one; if that is
     /// refused, the refusal comes back as a `Failed` event of this generation (the core then returns to live).
     pub fn apply(&mut self, req: InputRequest) -> Option<InputEvent> {
@@ -134,7 +155,7 @@ impl ViewerInputs {
     pub async fn next(&mut self, wants_frames: bool) -> Arrival {
         let generation = self.generation;
         match &mut self.source {
-            Source::Nothing => std::future::pending().await,
+            Source::Nothing | Source::Lent => std::future::pending().await,
             Source::Live(sub) => match sub.recv().await {
                 Some(frame) => Arrival::Frame { generation, frame },
                 None => Arrival::StreamClosed,

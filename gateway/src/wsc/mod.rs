@@ -1,8 +1,12 @@
-//! WSC-RTP in the gateway: the shared UDP socket ([`udp`]) and one task per session ([`session_task`]) around the
-//! sans-IO `publishers::wsc::WscSession`. The HTTP upgrade lives in `api.rs`; session places come from the shared
+//! WSC-RTP in the gateway: the shared UDP socket ([`udp`]), one task per session ([`session_task`]) around the
+//! sans-IO `publishers::wsc::WscSession`, and one forwarder per stream ([`forwarder`]) that sends every live UDP
+//! viewer's copy of a frame in one pass. The HTTP upgrade lives in `api.rs`; session places come from the shared
 //! [`ViewerBudget`](crate::viewers::ViewerBudget).
 
+mod batch;
+pub mod forwarder;
 mod gso;
+mod mmsg;
 mod session_task;
 pub mod udp;
 
@@ -36,6 +40,8 @@ pub struct WscService {
     pub budget: Arc<ViewerBudget>,
     pub playback: Arc<Playback>,
     pub controls: Arc<SessionControls>,
+    /// One per stream with WSC-RTP sessions: sends every live UDP viewer's copy of a frame in one pass.
+    pub forwarders: forwarder::Forwarders,
 }
 
 impl WscService {
@@ -59,6 +65,7 @@ impl WscService {
             budget,
             playback,
             controls,
+            forwarders: forwarder::Forwarders::default(),
         }))
     }
 }

@@ -5,6 +5,7 @@
 //! Back-pressure: a slow WebSocket or socket makes this task fall behind; its hub queue then fills and the hub
 //! drops this viewer to the next keyframe. Nobody else waits. A DVR player waits on its own bounded channel.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,12 +13,13 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use hub::Hub;
-use publishers::viewer::{Command, StartAt};
+use publishers::viewer::{Command, ModeView, StartAt};
 use publishers::wsc::messages::StreamStateName;
 use publishers::wsc::{Input, Output, WscIdentity, WscSession};
 use sources::IngestState;
 use tracing::debug;
 
+use super::forwarder::{self, Feed, Forwarder, Member, MemberState};
 use super::gso::Datagram;
 use super::udp::WscUdp;
 use super::WscService;
@@ -59,6 +61,9 @@ impl Drop for RouteGuard {
         self.svc.udp.unregister(&self.token);
     }
 }
+
+/// Outputs the task's queue keeps room for once drained: a delta frame's packets and a few messages.
+const PENDING_KEPT: usize = 64;
 
 /// Datagrams gathered before they are sent, at most.
 const BATCH_MAX: usize = 64;
@@ -104,12 +109,79 @@ async fn admit(
     svc: &WscService,
     entry: &ControlEntry,
     inputs: &mut ViewerInputs,
-    session: &WscSession,
+    mode: &ModeView,
     cmd: &Command,
 ) -> Result<(), AppError> {
     entry.check(&svc.playback, cmd).await?;
-    inputs.prepare(cmd, &session.mode())?;
+    inputs.prepare(cmd, mode)?;
     Ok(())
+}
+
+/// The session's side of the forwarder: what it hands to the session, and when it takes the media back.
+struct Turns {
+    member: Arc<Member>,
+    forwarder: Arc<Forwarder>,
+}
+
+impl Turns {
+    /// Runs `f` on the session and moves what it asks for into `pending`, in one hold of the lock, so the
+    /// forwarder never feeds the session between a change and the task's answer to it.
+    fn turn<R>(
+        &self,
+        inputs: &mut ViewerInputs,
+        pending: &mut VecDeque<Output>,
+        f: impl FnOnce(&mut WscSession) -> R,
+    ) -> R {
+        let mut st = self.member.lock();
+        let r = f(&mut st.session);
+        Self::collect(&mut st, inputs, pending);
+        r
+    }
+
+    /// Drains the session's outputs into `pending`. Media, a new input or a path other than live UDP take the
+    /// feed back from the forwarder: the task carries them out itself, in order.
+    fn collect(st: &mut MemberState, inputs: &mut ViewerInputs, pending: &mut VecDeque<Output>) {
+        let before = pending.len();
+        while let Some(o) = st.session.poll_output() {
+            pending.push_back(o);
+        }
+        let own = pending
+            .iter()
+            .skip(before)
+            .any(|o| matches!(o, Output::Rtp { .. } | Output::Input(_)));
+        let given_back = !st.is_fed();
+        if given_back || own || !forwarder::forwardable(&st.session) {
+            if let Some(feed) = st.take_feed() {
+                inputs.take_back_live(feed.generation, feed.sub);
+            }
+        }
+    }
+
+    /// At rest (nothing of the task's in flight): lends the live subscription to the forwarder when the session
+    /// is live on a proved UDP path. True if something is left for the task (outputs the forwarder left).
+    fn rest(&self, inputs: &mut ViewerInputs, pending: &mut VecDeque<Output>) -> bool {
+        let mut st = self.member.lock();
+        Self::collect(&mut st, inputs, pending);
+        if !pending.is_empty() {
+            return true;
+        }
+        if !st.is_fed() && forwarder::forwardable(&st.session) {
+            if let Some((generation, sub)) = inputs.lend_live() {
+                self.forwarder
+                    .join(&self.member, &mut st, Feed { generation, sub });
+            }
+        }
+        false
+    }
+}
+
+/// Takes the session out of the forwarder however the task ends.
+struct LeaveGuard(Arc<Member>);
+
+impl Drop for LeaveGuard {
+    fn drop(&mut self) {
+        self.0.lock().take_feed();
+    }
 }
 
 /// Runs one session until it ends; `_permit` holds its place in the session count until then.
@@ -140,7 +212,7 @@ pub async fn run(
     let status = hub.status();
     let mut state = state_name(status.state);
     let params = hub.camera_params().or_else(|| hub.params());
-    let mut session = WscSession::new(
+    let session = WscSession::new(
         Instant::now(),
         identity,
         svc.options.clone(),
@@ -151,12 +223,21 @@ pub async fn run(
     let mut control = svc
         .controls
         .register(&session_id, &hub, None, start.dvr, session.mode());
+    let turns = Turns {
+        member: Member::new(session),
+        forwarder: svc.forwarders.get(&hub, &svc.udp),
+    };
+    let _leave = LeaveGuard(turns.member.clone());
     let (mut ws_tx, mut ws_rx) = socket.split();
     let mut state_poll = tokio::time::interval(STATE_POLL);
     debug!(stream = %hub.stream_id(), "WSC-RTP session started");
     let mut datagrams = OutgoingDatagrams::default();
+    let mut pending = VecDeque::new();
     loop {
-        while let Some(out) = session.poll_output() {
+        turns.turn(&mut inputs, &mut pending, |_| ());
+        // Media the forwarder may still hold for this session must leave first.
+        let mut waited = false;
+        while let Some(out) = pending.pop_front() {
             // Datagrams gather until something else is due, which must not overtake them.
             if !matches!(out, Output::Rtp { .. } | Output::Datagram { .. }) {
                 datagrams.flush(&svc.udp).await;
@@ -167,6 +248,10 @@ pub async fn run(
                     header,
                     payload,
                 } => {
+                    if !waited {
+                        turns.member.wait_sent().await;
+                        waited = true;
+                    }
                     let datagram = Datagram {
                         header: Some(header),
                         body: payload,
@@ -191,22 +276,25 @@ pub async fn run(
                 Output::Input(req) => {
                     if let Some(event) = inputs.apply(req) {
                         let generation = req.generation;
-                        session.handle(Instant::now(), Input::PlayerEvent { generation, event });
+                        turns.turn(&mut inputs, &mut pending, |s| {
+                            s.handle(Instant::now(), Input::PlayerEvent { generation, event })
+                        });
                     }
                     true
                 }
                 Output::Control(cmd) => {
                     let entry = control.entry.clone();
-                    match admit(&svc, &entry, &mut inputs, &session, &cmd).await {
-                        Ok(()) => session.handle(Instant::now(), Input::Command(cmd)),
-                        Err(e) => session.handle(
-                            Instant::now(),
-                            Input::CommandRefused {
-                                code: e.status_and_code().1,
-                                message: e.to_string(),
-                            },
-                        ),
-                    }
+                    let mode = turns.member.lock().session.mode();
+                    let input = match admit(&svc, &entry, &mut inputs, &mode, &cmd).await {
+                        Ok(()) => Input::Command(cmd),
+                        Err(e) => Input::CommandRefused {
+                            code: e.status_and_code().1,
+                            message: e.to_string(),
+                        },
+                    };
+                    turns.turn(&mut inputs, &mut pending, |s| {
+                        s.handle(Instant::now(), input)
+                    });
                     true
                 }
                 Output::Close { code } => {
@@ -225,20 +313,38 @@ pub async fn run(
             }
         }
         datagrams.flush(&svc.udp).await;
-        if session.is_closed() {
+        // A joining viewer's GOP burst passes through here once; don't keep its room for the session's life.
+        pending.shrink_to(PENDING_KEPT);
+        if turns.rest(&mut inputs, &mut pending) {
+            continue;
+        }
+        let now = Instant::now();
+        let (closed, mode, wake, wants_frames) = {
+            let st = turns.member.lock();
+            let s = &st.session;
+            (
+                s.is_closed(),
+                s.mode(),
+                s.poll_timeout(now),
+                s.wants_frames(),
+            )
+        };
+        if closed {
             return;
         }
-        control.entry.publish(session.mode());
-        let now = Instant::now();
-        let wake = session.poll_timeout(now).map_or_else(
+        control.entry.publish(mode);
+        let wake = wake.map_or_else(
             || tokio::time::Instant::now() + Duration::from_secs(3600),
             tokio::time::Instant::from_std,
         );
-        let wants_frames = session.wants_frames();
         tokio::select! {
             msg = ws_rx.next() => match msg {
-                Some(Ok(Message::Text(t))) => session.handle(Instant::now(), Input::WsText(t.as_str())),
-                Some(Ok(Message::Binary(b))) => session.handle(Instant::now(), Input::WsBinary(&b)),
+                Some(Ok(Message::Text(t))) => turns.turn(&mut inputs, &mut pending, |s| {
+                    s.handle(Instant::now(), Input::WsText(t.as_str()))
+                }),
+                Some(Ok(Message::Binary(b))) => turns.turn(&mut inputs, &mut pending, |s| {
+                    s.handle(Instant::now(), Input::WsBinary(&b))
+                }),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 // The client closed or the connection broke: end without another word.
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
@@ -247,38 +353,55 @@ pub async fn run(
                 }
             },
             d = inbox.recv() => if let Some((from, data)) = d {
-                session.handle(Instant::now(), Input::Datagram { from, data: &data });
+                turns.turn(&mut inputs, &mut pending, |s| {
+                    s.handle(Instant::now(), Input::Datagram { from, data: &data })
+                });
             },
-            a = inputs.next(wants_frames) => match a {
-                Arrival::Frame { generation, frame } => {
-                    session.handle(Instant::now(), Input::Frame { generation, frame })
-                }
-                Arrival::Event { generation, event } => {
-                    session.handle(Instant::now(), Input::PlayerEvent { generation, event })
-                }
-                Arrival::StreamClosed if svc.budget.closing() => session.handle(Instant::now(), Input::Shutdown),
-                Arrival::StreamClosed => session.handle(Instant::now(), Input::StreamDeleted),
+            a = inputs.next(wants_frames) => {
+                let input = match a {
+                    Arrival::Frame { generation, frame } => Input::Frame { generation, frame },
+                    Arrival::Event { generation, event } => Input::PlayerEvent { generation, event },
+                    Arrival::StreamClosed if svc.budget.closing() => Input::Shutdown,
+                    Arrival::StreamClosed => Input::StreamDeleted,
+                };
+                turns.turn(&mut inputs, &mut pending, |s| s.handle(Instant::now(), input));
             },
             Some(msg) = control.commands.recv() => {
-                let result = inputs.prepare(&msg.cmd, &session.mode()).map(|()| {
-                    session.handle(Instant::now(), Input::Command(msg.cmd));
-                    session.mode()
+                let mode = turns.member.lock().session.mode();
+                let result = inputs.prepare(&msg.cmd, &mode).map(|()| {
+                    turns.turn(&mut inputs, &mut pending, |s| {
+                        s.handle(Instant::now(), Input::Command(msg.cmd));
+                        s.mode()
+                    })
                 });
                 let _ = msg.reply.send(result);
             },
             _ = state_poll.tick() => {
-                if hub.is_closed() {
-                    // Reading the recording, the session holds no hub subscription to see it close.
-                    let input = if svc.budget.closing() { Input::Shutdown } else { Input::StreamDeleted };
-                    session.handle(Instant::now(), input);
-                }
+                let closing = hub.is_closed();
                 let now_state = state_name(hub.status().state);
-                if now_state != state {
-                    state = now_state;
-                    session.handle(Instant::now(), Input::StreamState(state));
+                let changed = now_state != state;
+                state = now_state;
+                turns.turn(&mut inputs, &mut pending, |s| {
+                    if closing {
+                        // Reading the recording, or fed by the forwarder, the session holds no hub
+                        // subscription to see it close.
+                        let input = if svc.budget.closing() { Input::Shutdown } else { Input::StreamDeleted };
+                        s.handle(Instant::now(), input);
+                    }
+                    if changed {
+                        s.handle(Instant::now(), Input::StreamState(now_state));
+                    }
+                });
+            },
+            () = tokio::time::sleep_until(wake) => {
+                turns.turn(&mut inputs, &mut pending, |s| s.handle_timeout(Instant::now()));
+            },
+            () = turns.member.woken() => {
+                if hub.is_closed() {
+                    let input = if svc.budget.closing() { Input::Shutdown } else { Input::StreamDeleted };
+                    turns.turn(&mut inputs, &mut pending, |s| s.handle(Instant::now(), input));
                 }
             },
-            () = tokio::time::sleep_until(wake) => session.handle_timeout(Instant::now()),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::batch::Batch;
 use super::gso::Datagram;
 
 /// Datagrams queued per session before further ones are dropped.
@@ -43,6 +45,8 @@ struct Routes {
 pub struct WscUdp {
     socket: Arc<UdpSocket>,
     gso: quinn_udp::UdpSocketState,
+    /// The kernel refused a GSO message of [`WscUdp::send_many`].
+    gso_broken: AtomicBool,
     routes: Mutex<Routes>,
 }
 
@@ -65,6 +69,7 @@ impl WscUdp {
         Ok(Arc::new(WscUdp {
             socket: Arc::new(socket),
             gso,
+            gso_broken: AtomicBool::new(false),
             routes: Mutex::new(Routes::default()),
         }))
     }
@@ -113,6 +118,20 @@ impl WscUdp {
     /// socket's buffer is full.
     pub async fn send_batch(&self, to: SocketAddr, batch: &[Datagram]) {
         super::gso::send(&self.socket, &self.gso, to, batch).await;
+    }
+
+    /// Datagrams one GSO message may carry (1: GSO is off).
+    pub fn max_gso_segments(&self) -> usize {
+        if self.gso_broken.load(Ordering::Relaxed) {
+            return 1;
+        }
+        self.gso.max_gso_segments()
+    }
+
+    /// Sends many viewers' datagrams (the one-pass forwarder's), a few hundred messages per system call,
+    /// waiting while the socket's buffer is full.
+    pub async fn send_many(&self, batch: &Batch) {
+        super::mmsg::send(&self.socket, batch, &self.gso_broken).await;
     }
 
     /// Receives forever, routing each datagram. Ends only if the socket fails.

@@ -318,6 +318,12 @@ impl WscSession {
         out
     }
 
+    /// The next output, left in the queue: a driver that sends only media (the gateway's one-pass forwarder)
+    /// stops at anything else and leaves the rest, in order, to the session's own task.
+    pub fn peek_output(&self) -> Option<&Output> {
+        self.out.front()
+    }
+
     /// When [`WscSession::handle_timeout`] must be called next.
     pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
         if self.closed {
