@@ -23,6 +23,7 @@ pub mod store;
 mod tcp_tuning;
 mod tls;
 mod tokens_api;
+mod udp_gso;
 mod view;
 pub mod viewer_api;
 mod viewer_input;

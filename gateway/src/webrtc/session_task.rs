@@ -23,6 +23,7 @@ use webrtc::peer_connection::RTCPeerConnectionState;
 use super::feedback::has_keyframe_request;
 use super::peer::Peer;
 use super::{WebRtcService, CONNECT_TIMEOUT, DISCONNECT_GRACE};
+use crate::session_control::ControlMsg;
 use crate::session_control::ControlRegistration;
 use crate::viewer_input::{Arrival, ViewerInputs};
 use crate::viewers::SessionPermit;
@@ -108,7 +109,7 @@ impl SessionTask {
         } = self;
         let (ssrc, payload_type) = (core.ssrc(), core.payload_type());
         let hub: Hub = inputs.hub().clone();
-        let mut deadline = Some(tokio::time::Instant::now() + CONNECT_TIMEOUT);
+        let mut deadline = Some(Instant::now() + CONNECT_TIMEOUT);
         let mut connected = false;
         let mut deferred = None;
         let mut track_events = true;
@@ -155,27 +156,12 @@ impl SessionTask {
                 () = stop.cancelled() => break 'session "deleted",
                 s = peer.states.recv() => {
                     let Some(s) = s else { break 'session "connection gone" };
-                    live.lock().state = state_name(s);
-                    match s {
-                        RTCPeerConnectionState::Connected => {
-                            deadline = None;
-                            if !connected {
-                                connected = true;
-                                if let Some(req) = deferred.take() {
-                                    start_input(&mut inputs, &mut core, req);
-                                }
-                                core.set_ready(Instant::now());
-                            }
-                        }
-                        RTCPeerConnectionState::Disconnected => {
-                            deadline = Some(tokio::time::Instant::now() + DISCONNECT_GRACE);
-                        }
-                        RTCPeerConnectionState::Failed => break 'session "connection failed",
-                        RTCPeerConnectionState::Closed => break 'session "connection closed",
-                        _ => {}
+                    let mut c = Connection { live: &live, connected: &mut connected, deadline: &mut deadline, deferred: &mut deferred };
+                    if let Err(why) = c.on_state(s, &mut inputs, &mut core) {
+                        break 'session why;
                     }
                 }
-                () = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                () = async { tokio::time::sleep_until(deadline.expect("guarded").into()).await }, if deadline.is_some() => {
                     break 'session if connected { "disconnected too long" } else { "not connected in time" };
                 }
                 ev = track.poll(), if track_events => match ev {
@@ -186,19 +172,8 @@ impl SessionTask {
                     // Not bound (yet) or unbound: stop polling, the state events say what happens next.
                     None => track_events = false,
                 },
-                a = inputs.next(wants_frames) => match a {
-                    Arrival::Frame { generation, frame } => core.handle_frame(Instant::now(), generation, frame),
-                    Arrival::Event { generation, event } => core.handle_event(Instant::now(), generation, event),
-                    Arrival::StreamClosed => break 'session "stream closed",
-                },
-                Some(msg) = control.commands.recv() => {
-                    let result = inputs.prepare(&msg.cmd, &core.mode()).map(|()| {
-                        // Checked by the caller; the core refuses nothing that passed `check`.
-                        let _ = core.handle_command(Instant::now(), msg.cmd);
-                        core.mode()
-                    });
-                    let _ = msg.reply.send(result);
-                }
+                a = inputs.next(wants_frames) => if let Err(why) = feed(&mut core, a) { break 'session why },
+                Some(msg) = control.commands.recv() => apply_command(&mut core, &mut inputs, msg),
                 _ = stream_check.tick() => if hub.is_closed() { break 'session "stream closed" },
                 () = async { tokio::time::sleep_until(wake.expect("guarded")).await }, if wake.is_some() => {
                     core.handle_timeout(Instant::now());
@@ -213,5 +188,70 @@ impl SessionTask {
         drop(peer);
         drop(permit);
         finished.cancel();
+    }
+}
+
+/// Hands the core what its input delivered; `Err` says why the session ends (the stream closed).
+pub(super) fn feed(core: &mut ViewerCore, a: Arrival) -> Result<(), &'static str> {
+    match a {
+        Arrival::Frame { generation, frame } => {
+            core.handle_frame(Instant::now(), generation, frame)
+        }
+        Arrival::Event { generation, event } => {
+            core.handle_event(Instant::now(), generation, event)
+        }
+        Arrival::StreamClosed => return Err("stream closed"),
+    }
+    Ok(())
+}
+
+/// Carries out a session-control command (opening the input it needs first) and answers with the new mode.
+pub(super) fn apply_command(core: &mut ViewerCore, inputs: &mut ViewerInputs, msg: ControlMsg) {
+    let result = inputs.prepare(&msg.cmd, &core.mode()).map(|()| {
+        // Checked by the caller; the core refuses nothing that passed `check`.
+        let _ = core.handle_command(Instant::now(), msg.cmd);
+        core.mode()
+    });
+    let _ = msg.reply.send(result);
+}
+
+/// A connection's state as its session task tracks it.
+pub(super) struct Connection<'a> {
+    pub live: &'a Mutex<LiveState>,
+    pub connected: &'a mut bool,
+    /// When the session ends if the connection is not (back) up by then.
+    pub deadline: &'a mut Option<Instant>,
+    /// The input the core asked for before the connection could carry media.
+    pub deferred: &'a mut Option<InputRequest>,
+}
+
+impl Connection<'_> {
+    /// Follows a state change: the input opens once connected; `Err` says why the session ends.
+    pub(super) fn on_state(
+        &mut self,
+        s: RTCPeerConnectionState,
+        inputs: &mut ViewerInputs,
+        core: &mut ViewerCore,
+    ) -> Result<(), &'static str> {
+        self.live.lock().state = state_name(s);
+        match s {
+            RTCPeerConnectionState::Connected => {
+                *self.deadline = None;
+                if !*self.connected {
+                    *self.connected = true;
+                    if let Some(req) = self.deferred.take() {
+                        start_input(inputs, core, req);
+                    }
+                    core.set_ready(Instant::now());
+                }
+            }
+            RTCPeerConnectionState::Disconnected => {
+                *self.deadline = Some(Instant::now() + DISCONNECT_GRACE);
+            }
+            RTCPeerConnectionState::Failed => return Err("connection failed"),
+            RTCPeerConnectionState::Closed => return Err("connection closed"),
+            _ => {}
+        }
+        Ok(())
     }
 }

@@ -27,11 +27,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::feedback::has_keyframe_request;
-use super::session_task::{start_input, state_name, LiveState, STREAM_CHECK};
-use super::shared_udp::{Registration, SharedUdp};
-use super::{WebRtcService, CONNECT_TIMEOUT, DISCONNECT_GRACE};
+use super::session_task::{apply_command, feed, start_input, Connection, LiveState, STREAM_CHECK};
+use super::shared_udp::{Datagram, Registration, SharedUdp};
+use super::{WebRtcService, CONNECT_TIMEOUT};
 use crate::session_control::ControlRegistration;
-use crate::viewer_input::{Arrival, ViewerInputs};
+use crate::viewer_input::ViewerInputs;
 use crate::viewers::SessionPermit;
 
 /// Packets written to the connection before its output is drained and sent.
@@ -179,24 +179,14 @@ impl SharedTask {
                 }
             }
             for s in turn.states {
-                live.lock().state = state_name(s);
-                match s {
-                    RTCPeerConnectionState::Connected => {
-                        deadline = None;
-                        if !connected {
-                            connected = true;
-                            if let Some(req) = deferred.take() {
-                                start_input(&mut inputs, &mut core, req);
-                            }
-                            core.set_ready(Instant::now());
-                        }
-                    }
-                    RTCPeerConnectionState::Disconnected => {
-                        deadline = Some(Instant::now() + DISCONNECT_GRACE);
-                    }
-                    RTCPeerConnectionState::Failed => break 'session "connection failed",
-                    RTCPeerConnectionState::Closed => break 'session "connection closed",
-                    _ => {}
+                let mut c = Connection {
+                    live: &live,
+                    connected: &mut connected,
+                    deadline: &mut deadline,
+                    deferred: &mut deferred,
+                };
+                if let Err(why) = c.on_state(s, &mut inputs, &mut core) {
+                    break 'session why;
                 }
             }
             if turn.keyframe_requested {
@@ -216,33 +206,13 @@ impl SharedTask {
                 }
                 d = registration.inbox.recv() => {
                     let Some(d) = d else { break 'session "socket closed" };
-                    let msg = TaggedBytesMut {
-                        now: d.at,
-                        transport: TransportContext {
-                            local_addr: d.local,
-                            peer_addr: d.peer,
-                            ecn: None,
-                            transport_protocol: TransportProtocol::UDP,
-                        },
-                        message: d.data,
-                    };
                     let mut pc = pc.lock();
-                    if let Err(e) = pc.handle_read(msg) {
+                    if let Err(e) = pc.handle_read(tagged(d)) {
                         debug!(session = %session_id, error = %e, "datagram refused");
                     }
                     // Take whatever else already waits, under the same lock.
                     while let Ok(d) = registration.inbox.try_recv() {
-                        let msg = TaggedBytesMut {
-                            now: d.at,
-                            transport: TransportContext {
-                                local_addr: d.local,
-                                peer_addr: d.peer,
-                                ecn: None,
-                                transport_protocol: TransportProtocol::UDP,
-                            },
-                            message: d.data,
-                        };
-                        if let Err(e) = pc.handle_read(msg) {
+                        if let Err(e) = pc.handle_read(tagged(d)) {
                             debug!(session = %session_id, error = %e, "datagram refused");
                         }
                     }
@@ -252,19 +222,8 @@ impl SharedTask {
                         debug!(session = %session_id, error = %e, "connection timer");
                     }
                 }
-                a = inputs.next(wants_frames) => match a {
-                    Arrival::Frame { generation, frame } => core.handle_frame(Instant::now(), generation, frame),
-                    Arrival::Event { generation, event } => core.handle_event(Instant::now(), generation, event),
-                    Arrival::StreamClosed => break 'session "stream closed",
-                },
-                Some(msg) = control.commands.recv() => {
-                    let result = inputs.prepare(&msg.cmd, &core.mode()).map(|()| {
-                        // Checked by the caller; the core refuses nothing that passed `check`.
-                        let _ = core.handle_command(Instant::now(), msg.cmd);
-                        core.mode()
-                    });
-                    let _ = msg.reply.send(result);
-                }
+                a = inputs.next(wants_frames) => if let Err(why) = feed(&mut core, a) { break 'session why },
+                Some(msg) = control.commands.recv() => apply_command(&mut core, &mut inputs, msg),
                 _ = stream_check.tick() => if hub.is_closed() { break 'session "stream closed" },
                 () = sleep_until(wake) => core.handle_timeout(Instant::now()),
             }
@@ -284,5 +243,19 @@ impl SharedTask {
         service.forget(&session_id);
         drop(permit);
         finished.cancel();
+    }
+}
+
+/// A datagram from the shared port as the connection reads it.
+fn tagged(d: Datagram) -> TaggedBytesMut {
+    TaggedBytesMut {
+        now: d.at,
+        transport: TransportContext {
+            local_addr: d.local,
+            peer_addr: d.peer,
+            ecn: None,
+            transport_protocol: TransportProtocol::UDP,
+        },
+        message: d.data,
     }
 }

@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use std::cell::RefCell;
-use std::os::fd::AsRawFd;
 
 use bytes::BytesMut;
 use parking_lot::Mutex;
@@ -29,6 +28,8 @@ use rtc::shared::TaggedBytesMut;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
+
+use crate::udp_gso::next_run_by;
 
 /// Datagrams queued for one session before more are dropped (the session's task takes them at once).
 const INBOX: usize = 256;
@@ -56,9 +57,6 @@ struct Route {
     addrs: Vec<(SocketAddr, SocketAddr)>,
 }
 
-/// Bytes per GSO send, at most (a UDP datagram's limit, less IP and UDP headers).
-const MAX_RUN_BYTES: usize = 65_000;
-
 /// One shared socket.
 struct Shared {
     socket: Arc<UdpSocket>,
@@ -77,30 +75,15 @@ thread_local! {
     static RUN: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// How many datagrams from the start of `out` go in one GSO send, and their segment size: same addresses, the
-/// first one's size, then every following one of that size, ending after the first shorter one (the kernel allows
-/// a short last segment), at most `max_segments` and [`MAX_RUN_BYTES`].
+/// The datagrams from the start of `out` that go in one GSO send: same socket, same viewer ([`next_run_by`]).
 fn next_run(out: &[TaggedBytesMut], max_segments: usize) -> (usize, usize) {
-    let Some(first) = out.first() else {
-        return (0, 0);
-    };
-    let segment = first.message.len();
-    let mut n = 1;
-    while n < out.len() && n < max_segments && (n + 1) * segment <= MAX_RUN_BYTES {
-        let m = &out[n];
-        let len = m.message.len();
-        if len > segment
-            || m.transport.peer_addr != first.transport.peer_addr
-            || m.transport.local_addr != first.transport.local_addr
-        {
-            break;
-        }
-        n += 1;
-        if len < segment {
-            break;
-        }
-    }
-    (n, segment)
+    let first = out
+        .first()
+        .map(|m| (m.transport.peer_addr, m.transport.local_addr));
+    next_run_by(out.len(), max_segments, |i| {
+        let m = &out[i];
+        (Some((m.transport.peer_addr, m.transport.local_addr)) == first).then_some(m.message.len())
+    })
 }
 
 /// A session's place in the routing table; dropping it removes the session's ufrag and addresses.
@@ -170,7 +153,7 @@ impl SharedUdp {
             let s = bind_one(SocketAddr::new(ip, port))?;
             let local = s.local_addr()?;
             port = local.port();
-            let gso = gso_state(&s)?;
+            let gso = crate::udp_gso::state(&s)?;
             sockets.push(Shared {
                 socket: Arc::new(s),
                 local,
@@ -308,31 +291,6 @@ fn bind_one(addr: SocketAddr) -> io::Result<UdpSocket> {
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     UdpSocket::from_std(s.into())
-}
-
-/// Sets `socket` up for GSO sends. `quinn-udp` also turns UDP GRO on, which would hand several received
-/// datagrams of one flow over as one buffer; the receive loop routes one datagram per read, so GRO goes back off.
-fn gso_state(socket: &UdpSocket) -> io::Result<UdpSocketState> {
-    let state = UdpSocketState::new(socket.into())?;
-    let off: libc::c_int = 0;
-    // SAFETY: a valid socket and an int option of the right size.
-    let set = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_UDP,
-            libc::UDP_GRO,
-            (&off as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if set != 0 {
-        let e = io::Error::last_os_error();
-        // A kernel without UDP GRO never coalesces.
-        if e.raw_os_error() != Some(libc::ENOPROTOOPT) {
-            return Err(e);
-        }
-    }
-    Ok(state)
 }
 
 async fn receive(shared: std::sync::Weak<SharedUdp>, socket: Arc<UdpSocket>, local: SocketAddr) {

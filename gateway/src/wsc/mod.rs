@@ -5,7 +5,6 @@
 
 mod batch;
 pub mod forwarder;
-mod gso;
 mod mmsg;
 mod session_task;
 pub mod udp;

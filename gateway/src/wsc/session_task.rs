@@ -20,11 +20,11 @@ use sources::IngestState;
 use tracing::debug;
 
 use super::forwarder::{self, Feed, Forwarder, Member, MemberState};
-use super::gso::Datagram;
 use super::udp::WscUdp;
 use super::WscService;
 use crate::error::AppError;
 use crate::session_control::ControlEntry;
+use crate::udp_gso::Datagram;
 use crate::viewer_input::{Arrival, ViewerInputs};
 use crate::viewers::SessionPermit;
 

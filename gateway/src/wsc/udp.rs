@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::batch::Batch;
-use super::gso::Datagram;
+use crate::udp_gso::Datagram;
 
 /// Datagrams queued per session before further ones are dropped.
 pub const INBOX_DATAGRAMS: usize = 64;
@@ -65,7 +65,7 @@ impl WscUdp {
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
         let socket = UdpSocket::from_std(socket.into())?;
-        let gso = super::gso::state(&socket)?;
+        let gso = crate::udp_gso::state(&socket)?;
         Ok(Arc::new(WscUdp {
             socket: Arc::new(socket),
             gso,
@@ -117,7 +117,7 @@ impl WscUdp {
     /// Sends `batch` to `to` in order, equal-size runs with one system call each (GSO), waiting while the
     /// socket's buffer is full.
     pub async fn send_batch(&self, to: SocketAddr, batch: &[Datagram]) {
-        super::gso::send(&self.socket, &self.gso, to, batch).await;
+        crate::udp_gso::send(&self.socket, &self.gso, to, batch).await;
     }
 
     /// Datagrams one GSO message may carry (1: GSO is off).

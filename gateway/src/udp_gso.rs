@@ -1,4 +1,5 @@
-//! A viewer's datagrams with UDP generic segmentation offload (GSO, `UDP_SEGMENT`): a run of equal-size
+//! A viewer's datagrams with UDP generic segmentation offload (GSO, `UDP_SEGMENT`), for both media edges (WSC-RTP's
+//! socket and WebRTC's shared port): a run of equal-size
 //! datagrams to one address (a frame's RTP packets: equal fragments, the last one shorter) goes to the kernel as
 //! one buffer in one `sendmsg`, and the kernel cuts it into datagrams after routing and allocating once. Routing,
 //! socket lookup and buffer accounting per packet were most of the gateway's fan-out cost; GSO pays them once per
@@ -15,7 +16,7 @@ use quinn_udp::{Transmit, UdpSocketState};
 use tokio::net::UdpSocket;
 
 /// Bytes per GSO send, at most (a UDP datagram's limit, less IP and UDP headers).
-const MAX_RUN_BYTES: usize = 65_000;
+pub const MAX_RUN_BYTES: usize = 65_000;
 
 /// One datagram: an optional header, then the body, sent back to back.
 #[derive(Clone, Debug)]
@@ -34,16 +35,24 @@ impl Datagram {
 /// then every following one of the same size, ending after the first shorter one (the kernel allows a short last
 /// segment), at most `max_segments` and [`MAX_RUN_BYTES`].
 pub fn next_run(batch: &[Datagram], max_segments: usize) -> (usize, usize) {
-    let Some(first) = batch.first() else {
-        return (0, 0);
+    next_run_by(batch.len(), max_segments, |i| Some(batch[i].len()))
+}
+
+/// [`next_run`] over any `count` datagrams: `len(i)` is datagram `i`'s size, or `None` if it may not share a
+/// send with the first one (another destination).
+pub fn next_run_by(
+    count: usize,
+    max_segments: usize,
+    len: impl Fn(usize) -> Option<usize>,
+) -> (usize, usize) {
+    let Some(segment) = (count > 0).then(|| len(0)).flatten() else {
+        return (usize::from(count > 0), 0);
     };
-    let segment = first.len();
     let mut n = 1;
-    while n < batch.len() && n < max_segments && (n + 1) * segment <= MAX_RUN_BYTES {
-        let len = batch[n].len();
-        if len > segment {
+    while n < count && n < max_segments && (n + 1) * segment <= MAX_RUN_BYTES {
+        let Some(len) = len(n).filter(|&l| l <= segment) else {
             break;
-        }
+        };
         n += 1;
         if len < segment {
             break;
