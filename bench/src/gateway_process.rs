@@ -236,7 +236,7 @@ pub fn serve(flags: Vec<String>) -> anyhow::Result<()> {
     // As the `gateway` binary does.
     gateway::malloc::keep_large_blocks_mapped();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(gateway::logging::filter())
         .with_writer(std::io::stderr)
         .init();
     let config = gateway::Config::from_args(std::iter::once("gateway".to_owned()).chain(flags))?;

@@ -11,6 +11,7 @@ pub mod config;
 pub mod definition;
 pub mod error;
 pub mod exports;
+pub mod logging;
 pub mod malloc;
 pub mod playback;
 pub mod purge;

@@ -1,15 +1,12 @@
 //! The gateway binary: logging, configuration, then [`gateway::Gateway`] until SIGINT/SIGTERM.
 
 use gateway::{Config, Gateway};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     gateway::malloc::keep_large_blocks_mapped();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(gateway::logging::filter())
         .init();
     let config = Config::load()?;
     let demo = config.demo;
