@@ -13,7 +13,11 @@ const NOISY_TARGET: &str = "rtc_dtls::config";
 /// `RUST_LOG` (default `info`), with [`NOISY_TARGET`] at `error` unless `RUST_LOG` mentions it.
 pub fn filter() -> EnvFilter {
     let asked = std::env::var("RUST_LOG").unwrap_or_default();
-    let base = if asked.trim().is_empty() { "info" } else { asked.as_str() };
+    let base = if asked.trim().is_empty() {
+        "info"
+    } else {
+        asked.as_str()
+    };
     let directives = if base.contains(NOISY_TARGET) {
         base.to_owned()
     } else {
