@@ -50,6 +50,25 @@ const PROOF_EVERY: Duration = Duration::from_millis(500);
 /// Under the session's `keepalive_interval_ms` (5 s).
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(4);
 
+/// A WSC-RTP session's WebSocket.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to a session URL and waits (10 s at most) for its `init` message.
+pub async fn connect(url: &str) -> anyhow::Result<(Ws, Value)> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .with_context(|| format!("connecting {url}"))?;
+    let init = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => break serde_json::from_str::<Value>(&t)?,
+            Ok(Some(Ok(_))) => continue,
+            other => bail!("no init: {other:?}"),
+        }
+    };
+    Ok((ws, init))
+}
+
 impl WscViewer {
     /// Opens a session on `stream`, live or (with `start_ms`) in the recording. Returns once `init`
     /// arrived; media follows when the UDP proof is acknowledged.
@@ -65,16 +84,7 @@ impl WscViewer {
         if let Some(t) = start_ms {
             url.push_str(&format!("&start_ms={t}"));
         }
-        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
-            .await
-            .with_context(|| format!("connecting {url}"))?;
-        let init = loop {
-            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) => break serde_json::from_str::<Value>(&t)?,
-                Ok(Some(Ok(_))) => continue,
-                other => bail!("no init: {other:?}"),
-            }
-        };
+        let (mut ws, init) = connect(&url).await?;
         let token = token_from_hex(init["token"].as_str().unwrap_or_default())
             .ok_or_else(|| anyhow!("init without a token: {init}"))?;
         let session_id = init["session_id"]

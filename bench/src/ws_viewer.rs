@@ -7,9 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use futures::{SinkExt, StreamExt};
-use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 pub struct WsViewer {
@@ -35,16 +34,7 @@ impl WsViewer {
             "{}/streams/{stream}/wsc-rtp?version=2",
             base.replace("http://", "ws://")
         );
-        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
-            .await
-            .with_context(|| format!("connecting {url}"))?;
-        let init = loop {
-            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) => break serde_json::from_str::<Value>(&t)?,
-                Ok(Some(Ok(_))) => continue,
-                other => bail!("no init: {other:?}"),
-            }
-        };
+        let (mut ws, init) = crate::dvr_wsc::connect(&url).await?;
         let session_id = init["session_id"]
             .as_str()
             .context("init without a session id")?

@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::recording::ranges_of;
 use common::small_disk::SmallDisk;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -134,20 +135,6 @@ async fn poll_json(
         assert!(Instant::now() < deadline, "no {what} within {within:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn ranges(rec: &Value) -> Vec<(i64, i64)> {
-    rec["ranges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["start_ms"].as_i64().unwrap(),
-                r["end_ms"].as_i64().unwrap(),
-            )
-        })
-        .collect()
 }
 
 fn now_ms() -> i64 {
@@ -317,12 +304,12 @@ async fn a_frozen_network_path_is_reconnected_by_the_watchdog_and_viewers_and_re
         Duration::from_secs(20),
         "a second recorded range",
         |rec| {
-            let r = ranges(rec);
+            let r = ranges_of(rec);
             r.len() == 2 && r[1].1 - r[1].0 >= 3_000
         },
     )
     .await;
-    let r = ranges(&rec);
+    let r = ranges_of(&rec);
     assert!(
         r[0].1 <= frozen_ms + 200 && r[0].1 - r[0].0 >= 2_500,
         "{rec}"
@@ -421,7 +408,7 @@ async fn kill_9_under_load_loses_at_most_a_second_and_the_catalog_heals() {
     // Mid-segment (60 s segments), with 50 viewers watching.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let before = get_json(&format!("{base}/streams/cam/recordings")).await;
-    let (start, catalog_end_before) = ranges(&before)[0];
+    let (start, catalog_end_before) = ranges_of(&before)[0];
     let file = dir.path().join(format!("recordings/cam/{start}.mp4"));
 
     gateway.kill_9();
@@ -493,10 +480,10 @@ async fn a_full_disk_while_viewers_play_the_recording() {
         &format!("{base}/streams/cam/recordings"),
         Duration::from_secs(20),
         "a second recorded",
-        |rec| ranges(rec).first().is_some_and(|r| r.1 - r.0 >= 1_000),
+        |rec| ranges_of(rec).first().is_some_and(|r| r.1 - r.0 >= 1_000),
     )
     .await;
-    let start = ranges(&rec)[0].0;
+    let start = ranges_of(&rec)[0].0;
     // Two viewers play the recording from its start (the disk fills under them), one watches live.
     let dir = tempfile::tempdir().unwrap();
     let files: Vec<PathBuf> = (0..3)

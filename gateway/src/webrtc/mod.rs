@@ -45,7 +45,7 @@ use crate::viewers::{ReserveError, ViewerBudget};
 use feedback::FeedbackCounts;
 use peer::PortCursor;
 use publishers::viewer::{StartAt, ViewerCore, ViewerOptions};
-use session_task::{LiveState, SessionTask};
+use session_task::{LiveState, SessionParts, SessionTask};
 use shared_task::SharedTask;
 use shared_udp::SharedUdp;
 use sources::Codec;
@@ -245,46 +245,35 @@ impl WebRtcService {
             .controls
             .register(&id, &hub, Some(codec), dvr, core.mode());
         let inputs = ViewerInputs::new(hub, self.playback.clone(), Some(codec));
+        let parts = SessionParts {
+            service: self.clone(),
+            session_id: id.clone(),
+            inputs,
+            core,
+            control,
+            live,
+            stop: entry.stop.clone(),
+            finished: entry.finished.clone(),
+            permit,
+        };
         match link {
-            Link::Driven(peer) => {
-                let task = SessionTask {
-                    service: self.clone(),
-                    session_id: id.clone(),
-                    inputs,
-                    peer,
-                    core,
-                    control,
-                    live,
-                    stop: entry.stop.clone(),
-                    finished: entry.finished.clone(),
-                    permit,
-                };
-                tokio::spawn(task.run());
-            }
+            Link::Driven(peer) => tokio::spawn(SessionTask { parts, peer }.run()),
             Link::Shared {
                 pc,
                 sender,
                 registration,
                 udp,
-            } => {
-                let task = SharedTask {
-                    service: self.clone(),
-                    session_id: id.clone(),
-                    inputs,
+            } => tokio::spawn(
+                SharedTask {
+                    parts,
                     pc,
                     sender,
                     registration,
                     udp,
-                    core,
-                    control,
-                    live,
-                    stop: entry.stop.clone(),
-                    finished: entry.finished.clone(),
-                    permit,
-                };
-                tokio::spawn(task.run());
-            }
-        }
+                }
+                .run(),
+            ),
+        };
         Ok(Created {
             session_id: id,
             answer,

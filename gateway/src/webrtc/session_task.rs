@@ -73,10 +73,15 @@ pub(super) fn state_name(s: RTCPeerConnectionState) -> &'static str {
 }
 
 pub struct SessionTask {
+    pub parts: SessionParts,
+    pub peer: Peer,
+}
+
+/// What every WebRTC session's task owns, whichever way its connection is driven.
+pub struct SessionParts {
     pub service: Arc<WebRtcService>,
     pub session_id: String,
     pub inputs: ViewerInputs,
-    pub peer: Peer,
     /// Built with the session (it answers `GET /sessions/{id}/mode` from the start).
     pub core: ViewerCore,
     pub control: ControlRegistration,
@@ -96,16 +101,19 @@ pub(super) fn start_input(inputs: &mut ViewerInputs, core: &mut ViewerCore, req:
 impl SessionTask {
     pub async fn run(self) {
         let SessionTask {
-            service,
-            session_id,
-            mut inputs,
+            parts:
+                SessionParts {
+                    service,
+                    session_id,
+                    mut inputs,
+                    mut core,
+                    mut control,
+                    live,
+                    stop,
+                    finished,
+                    permit,
+                },
             mut peer,
-            mut core,
-            mut control,
-            live,
-            stop,
-            finished,
-            permit,
         } = self;
         let (ssrc, payload_type) = (core.ssrc(), core.payload_type());
         let hub: Hub = inputs.hub().clone();

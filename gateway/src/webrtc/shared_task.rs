@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use hub::Hub;
 use parking_lot::Mutex;
-use publishers::viewer::{ViewerCore, ViewerOutput};
+use publishers::viewer::ViewerOutput;
 use publishers::Feedback;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::RTCMessage;
@@ -23,34 +23,24 @@ use rtc::rtp;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::feedback::has_keyframe_request;
-use super::session_task::{apply_command, feed, start_input, Connection, LiveState, STREAM_CHECK};
+use super::session_task::{
+    apply_command, feed, start_input, Connection, SessionParts, STREAM_CHECK,
+};
 use super::shared_udp::{Datagram, Registration, SharedUdp};
-use super::{WebRtcService, CONNECT_TIMEOUT};
-use crate::session_control::ControlRegistration;
-use crate::viewer_input::ViewerInputs;
-use crate::viewers::SessionPermit;
+use super::CONNECT_TIMEOUT;
 
 /// Packets written to the connection before its output is drained and sent.
 const BATCH: usize = 32;
 
 pub struct SharedTask {
-    pub service: Arc<WebRtcService>,
-    pub session_id: String,
-    pub inputs: ViewerInputs,
+    pub parts: SessionParts,
     pub pc: Arc<Mutex<RTCPeerConnection>>,
     pub sender: RTCRtpSenderId,
     pub registration: Registration,
     pub udp: Arc<SharedUdp>,
-    pub core: ViewerCore,
-    pub control: ControlRegistration,
-    pub live: Arc<Mutex<LiveState>>,
-    pub stop: CancellationToken,
-    pub finished: CancellationToken,
-    pub permit: SessionPermit,
 }
 
 /// What one turn of the connection produced for the session.
@@ -88,19 +78,22 @@ async fn sleep_until(at: Option<Instant>) {
 impl SharedTask {
     pub async fn run(self) {
         let SharedTask {
-            service,
-            session_id,
-            mut inputs,
+            parts:
+                SessionParts {
+                    service,
+                    session_id,
+                    mut inputs,
+                    mut core,
+                    mut control,
+                    live,
+                    stop,
+                    finished,
+                    permit,
+                },
             pc,
             sender,
             mut registration,
             udp,
-            mut core,
-            mut control,
-            live,
-            stop,
-            finished,
-            permit,
         } = self;
         let (ssrc, payload_type) = (core.ssrc(), core.payload_type());
         let hub: Hub = inputs.hub().clone();

@@ -15,7 +15,12 @@ pub async fn ranges(gw: &Gateway, stream: &str) -> Vec<(i64, i64)> {
         .json()
         .await
         .unwrap();
-    v["ranges"]
+    ranges_of(&v)
+}
+
+/// The ranges of a `GET /streams/{id}/recordings` answer, `(start_ms, end_ms)`.
+pub fn ranges_of(recordings: &Value) -> Vec<(i64, i64)> {
+    recordings["ranges"]
         .as_array()
         .unwrap()
         .iter()
