@@ -42,6 +42,9 @@ fn snow(
         bitrate_kbps,
         pattern: "snow",
         stamp_frames,
+        // A timed camera's encoder must not hold up the receivers and the direct path that share its core
+        // (scenarios/latency.rs says how it did).
+        background_encoder: stamp_frames,
         ..Default::default()
     })?)
 }

@@ -23,6 +23,7 @@ mod raw_send;
 mod report;
 mod scenarios;
 mod sinks;
+mod udp_gro;
 mod webrtc_join;
 mod ws_viewer;
 mod wsc_viewers;

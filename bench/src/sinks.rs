@@ -5,7 +5,7 @@
 //! raw reference loop face exactly the same receivers. The thread also keeps every socket's WSC-RTP consent: it
 //! sends each one's keep-alive, echoing the nonce of the server's last answer. The unread sockets carry a kernel
 //! filter that drops everything but WSC-RTP control datagrams, so those answers can be read without reading the
-//! media.
+//! media. Bound with [`Receive::Coalesced`], every socket takes GSO sends whole ([`crate::udp_gro`]).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -19,6 +19,8 @@ use publishers::wsc::datagram::is_control;
 use testdata::stamp;
 use testdata::webrtc_viewer::payload_starts_keyframe;
 
+use crate::udp_gro;
+
 /// Receivers read and counted, at most.
 pub const SAMPLE: usize = 64;
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(4);
@@ -28,6 +30,24 @@ const KEEPALIVE_EVERY: Duration = Duration::from_secs(4);
 pub struct Keepalive {
     pub path: ClientPath,
     pub server: SocketAddr,
+}
+
+/// How the receivers take a GSO send (many datagrams in one send call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Receive {
+    /// Cut into datagrams by the kernel on arrival, as a socket does by default.
+    Segmented,
+    /// Whole, with UDP GRO: the kernel's receive work per GSO send is one queueing, not one per datagram.
+    Coalesced,
+}
+
+/// One frame's stamp as read on one sampled socket: when the camera stamped it (CLOCK_MONOTONIC ns), how long it
+/// took to arrive, and whether it was a keyframe.
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival {
+    pub sent_ns: u64,
+    pub latency_ns: u64,
+    pub keyframe: bool,
 }
 
 pub struct Sinks {
@@ -41,10 +61,13 @@ pub struct Sinks {
 }
 
 impl Sinks {
-    pub fn bind(n: usize) -> std::io::Result<Sinks> {
+    pub fn bind(n: usize, receive: Receive) -> std::io::Result<Sinks> {
         let mut sockets = Vec::with_capacity(n);
         for i in 0..n {
             let s = UdpSocket::bind("127.0.0.1:0")?;
+            if receive == Receive::Coalesced {
+                udp_gro::enable(&s)?;
+            }
             // Read sockets get room for a GOP burst; the others as little as the kernel allows, and only the
             // server's answers to their keep-alives.
             if i < SAMPLE {
@@ -178,8 +201,8 @@ impl Sinks {
 struct Counters {
     packets: AtomicU64,
     bytes: AtomicU64,
-    /// Stamp latency of each frame, and whether the frame was a keyframe.
-    latencies_ns: Mutex<Vec<(u64, bool)>>,
+    /// Each stamped frame's arrival on each sampled socket.
+    arrivals: Mutex<Vec<Arrival>>,
     /// Per sampled socket, the RTP sequence numbers seen since the last [`RunningSinks::take_loss`].
     seqs: Mutex<Vec<SeqSpan>>,
 }
@@ -259,13 +282,9 @@ impl RunningSinks {
         loss
     }
 
-    /// Stamp latency of each frame since the last call, in ms, and whether it was a keyframe.
-    pub fn take_latencies_ms(&self) -> Vec<(f64, bool)> {
-        let mut l = self.counters.latencies_ns.lock().expect("not poisoned");
-        std::mem::take(&mut *l)
-            .into_iter()
-            .map(|(ns, key)| (ns as f64 / 1e6, key))
-            .collect()
+    /// The stamped frames' arrivals on the sampled sockets since the last call.
+    pub fn take_arrivals(&self) -> Vec<Arrival> {
+        std::mem::take(&mut *self.counters.arrivals.lock().expect("not poisoned"))
     }
 
     /// Bytes waiting in the sampled sockets' receive queues (`/proc/net/udp`), summed: more than a frame or two
@@ -299,17 +318,22 @@ impl RunningSinks {
 #[derive(Clone, Copy, Default)]
 struct FrameStamp {
     timestamp: u32,
-    latency_ns: Option<u64>,
+    /// The stamp and its latency, once a packet carrying it arrived.
+    stamp: Option<(u64, u64)>,
     keyframe: bool,
 }
 
 impl FrameStamp {
-    /// Takes one H.264 RTP packet; returns the previous frame's latency and kind once a new frame starts.
-    fn see(&mut self, packet: &[u8]) -> Option<(u64, bool)> {
+    /// Takes one H.264 RTP packet; returns the previous frame's arrival once a new frame starts.
+    fn see(&mut self, packet: &[u8]) -> Option<Arrival> {
         let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
         let mut done = None;
         if timestamp != self.timestamp {
-            done = self.latency_ns.take().map(|ns| (ns, self.keyframe));
+            done = self.stamp.take().map(|(sent_ns, latency_ns)| Arrival {
+                sent_ns,
+                latency_ns,
+                keyframe: self.keyframe,
+            });
             *self = FrameStamp {
                 timestamp,
                 ..FrameStamp::default()
@@ -320,7 +344,7 @@ impl FrameStamp {
         // frame carries the frame's timestamp: one packet starting an SPS or an IDR slice marks the frame.
         self.keyframe |= payload_starts_keyframe(payload);
         if let Some(sent) = stamp::find_stamp(payload) {
-            self.latency_ns = Some(stamp::monotonic_ns().saturating_sub(sent));
+            self.stamp = Some((sent, stamp::monotonic_ns().saturating_sub(sent)));
         }
         done
     }
@@ -342,7 +366,8 @@ fn read_loop(mut sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: b
         .collect();
     *counters.seqs.lock().expect("not poisoned") = vec![SeqSpan::default(); sample];
     let mut frames = vec![FrameStamp::default(); sample];
-    let mut buf = [0u8; 2048];
+    // Room for a whole GSO send (64 KiB at most).
+    let mut buf = vec![0u8; 1 << 16];
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: fds is a valid array of pollfd for the duration of the call.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
@@ -351,27 +376,14 @@ fn read_loop(mut sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: b
                 if fd.revents & libc::POLLIN == 0 {
                     continue;
                 }
-                while let Ok(n) = sinks.sockets[i].recv(&mut buf) {
-                    if is_control(&buf[..n]) {
-                        let data = buf[..n].to_vec();
-                        sinks.on_control(i, &data);
-                        continue;
-                    }
-                    counters.packets.fetch_add(1, Ordering::Relaxed);
-                    counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
-                    // RTP (version 2), not RTCP (packet types 200-206 where RTP has marker+payload type).
-                    if n >= 12 && buf[0] & 0xc0 == 0x80 && !(200..=206).contains(&buf[1]) {
-                        let seq = u16::from_be_bytes([buf[2], buf[3]]);
-                        counters.seqs.lock().expect("not poisoned")[i].see(seq);
-                        if stamps {
-                            if let Some(done) = frames[i].see(&buf[..n]) {
-                                counters
-                                    .latencies_ns
-                                    .lock()
-                                    .expect("not poisoned")
-                                    .push(done);
-                            }
+                while let Ok((n, segment)) = udp_gro::recv(&sinks.sockets[i], &mut buf) {
+                    for datagram in udp_gro::datagrams(&buf[..n], segment) {
+                        if is_control(datagram) {
+                            let data = datagram.to_vec();
+                            sinks.on_control(i, &data);
+                            continue;
                         }
+                        count(counters, &mut frames[i], i, datagram, stamps);
                     }
                 }
             }
@@ -385,7 +397,26 @@ fn read_loop(mut sinks: Sinks, counters: &Counters, stop: &AtomicBool, stamps: b
     sinks
 }
 
-/// Asks for a receive buffer of `bytes` on `s`.
+/// Counts one media datagram read from sampled socket `i`: packets, bytes, its sequence number and, with
+/// `stamps`, the arrival of the frame it ends.
+fn count(counters: &Counters, frame: &mut FrameStamp, i: usize, datagram: &[u8], stamps: bool) {
+    counters.packets.fetch_add(1, Ordering::Relaxed);
+    counters
+        .bytes
+        .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+    // RTP (version 2), not RTCP (packet types 200-206 where RTP has marker+payload type).
+    let n = datagram.len();
+    if n >= 12 && datagram[0] & 0xc0 == 0x80 && !(200..=206).contains(&datagram[1]) {
+        let seq = u16::from_be_bytes([datagram[2], datagram[3]]);
+        counters.seqs.lock().expect("not poisoned")[i].see(seq);
+        if stamps {
+            if let Some(done) = frame.see(datagram) {
+                counters.arrivals.lock().expect("not poisoned").push(done);
+            }
+        }
+    }
+}
+
 /// Reads a datagram already waiting in `s`, without blocking whatever the socket's mode.
 fn recv_waiting(s: &UdpSocket, buf: &mut [u8]) -> Option<usize> {
     // SAFETY: a valid socket and a buffer of the length given.
@@ -452,6 +483,7 @@ fn keep_only_control_datagrams(s: &UdpSocket) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Asks for a receive buffer of `bytes` on `s`.
 pub(crate) fn set_rcvbuf(s: &UdpSocket, bytes: libc::c_int) {
     let set = |opt| {
         // SAFETY: a valid socket and a c_int option value of the right size.
@@ -477,7 +509,7 @@ mod tests {
 
     #[test]
     fn the_sample_joins_spread_among_the_others() {
-        let sinks = Sinks::bind(200).unwrap();
+        let sinks = Sinks::bind(200, Receive::Segmented).unwrap();
         let order = sinks.join_order();
         let mut sorted = order.clone();
         sorted.sort_unstable();

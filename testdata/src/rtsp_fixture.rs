@@ -45,6 +45,11 @@ pub struct FixtureOptions {
     /// H.264 only: every access unit starts with an SEI NAL stamping when the encoder produced it
     /// ([`crate::stamp`]), for latency measurements.
     pub stamp_frames: bool,
+    /// Picture making and encoding run on their own threads at the idle CPU priority (`SCHED_IDLE`), so any other
+    /// thread that wakes on their core runs at once: a real camera encodes in hardware, and a latency measurement
+    /// on a shared core must not charge the fixture's software encoder to whoever wakes there. (The kernel lets a
+    /// running normal-priority thread finish its time slice, up to a scheduler tick of 4 ms, before a woken one.)
+    pub background_encoder: bool,
 }
 
 impl Default for FixtureOptions {
@@ -61,6 +66,7 @@ impl Default for FixtureOptions {
             stop_after_frames: None,
             h264_profile: None,
             stamp_frames: false,
+            background_encoder: false,
             pattern: "ball",
         }
     }
@@ -159,13 +165,21 @@ impl RtspFixture {
                 }
             ),
             FixtureCodec::H265 => format!(
-                "x265enc tune=zerolatency speed-preset=ultrafast key-int-max={} bitrate={} \
+                "x265enc name=enc tune=zerolatency speed-preset=ultrafast key-int-max={} bitrate={} \
                  option-string=open-gop=0:repeat-headers=1 ! rtph265pay name=pay0 pt=96 config-interval=-1",
                 o.gop, o.bitrate_kbps
             ),
         };
+        // With the encoder in the background, the picture, the encoder and the payloader get a thread each, so
+        // only the first two run at the idle priority (threads inherit it from the thread that starts them).
+        let (encq, payq) = if o.background_encoder {
+            ("queue name=encq ! ", " ! queue name=payq")
+        } else {
+            ("", "")
+        };
+        let enc = enc.replacen(" ! rtph", &format!("{payq} ! rtph"), 1);
         format!(
-            "( videotestsrc is-live=true pattern={} num-buffers={} ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {enc} )",
+            "( videotestsrc name=src is-live=true pattern={} num-buffers={} ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {encq}{enc} )",
             o.pattern,
             o.stop_after_frames.map_or(-1, |n| n as i64),
             o.width,
@@ -200,6 +214,10 @@ impl RtspFixture {
                 if opts.stamp_frames {
                     factory
                         .connect_media_configure(|_, media| stamp_encoder_output(&media.element()));
+                }
+                if opts.background_encoder {
+                    factory
+                        .connect_media_configure(|_, media| encode_in_background(&media.element()));
                 }
                 factory.set_protocols(
                     gstreamer_rtsp::RTSPLowerTrans::TCP | gstreamer_rtsp::RTSPLowerTrans::UDP,
@@ -277,6 +295,25 @@ impl RtspFixture {
 impl Drop for RtspFixture {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Moves the picture's thread and the encoder's thread (the `src` and `enc` elements' output pads are pushed
+/// from them) to the idle priority at their first buffer.
+fn encode_in_background(bin: &gst::Element) {
+    let Some(bin) = bin.downcast_ref::<gst::Bin>() else {
+        return;
+    };
+    for name in ["src", "enc"] {
+        let Some(pad) = bin.by_name(name).and_then(|e| e.static_pad("src")) else {
+            continue;
+        };
+        pad.add_probe(gst::PadProbeType::BUFFER, |_, _| {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: a valid sched_param; pid 0 is the calling thread.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+            gst::PadProbeReturn::Remove
+        });
     }
 }
 

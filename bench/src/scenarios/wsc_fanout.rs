@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::gateway_process::GatewayProcess;
 use crate::report::Row;
-use crate::sinks::Sinks;
+use crate::sinks::{Receive, Sinks};
 use crate::{camera, raw_send, wsc_viewers, Ctx};
 
 const SCENARIO: &str = "WSC-RTP fan-out";
@@ -28,7 +28,7 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         r
     });
     for n in ctx.sizes(&[1, 100, 500, 1000], &[1, 3]) {
-        let mut sinks = Sinks::bind(n)?;
+        let mut sinks = Sinks::bind(n, Receive::Segmented)?;
         let opened = Instant::now();
         let sessions = wsc_viewers::open(&gw.base, "cam", &mut sinks).await?;
         let open_secs = opened.elapsed().as_secs_f64();
