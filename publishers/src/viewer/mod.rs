@@ -540,7 +540,7 @@ impl ViewerCore {
         }));
     }
 
-    fn send_frame(&mut self, now: Instant, f: &HubFrame) {
+    fn send_frame(&mut self, now: Instant, f: &Arc<HubFrame>) {
         if f.frame.starts_run {
             // The ingest says the stream's timeline starts anew here (reconnect, fail-over, slate): an explicit
             // discontinuity, never guessed from the timestamps. The frame is a keyframe.
@@ -559,14 +559,14 @@ impl ViewerCore {
         let mut packets = std::mem::take(&mut self.packets);
         self.rtp.write_frame(f, timestamp, &mut packets);
         self.stats.frames_sent += 1;
+        if let (Some(h), Some(first)) = (&mut self.history, packets.first()) {
+            h.push_frame(first.seq, timestamp, f.clone());
+        }
         for p in packets.drain(..) {
             let bytes = 12 + p.payload.len() as u64;
             self.stats.packets_sent += 1;
             self.stats.bytes_sent += bytes;
             self.repair.earn(bytes);
-            if let Some(h) = &mut self.history {
-                h.push(p.clone());
-            }
             self.out.push_back(ViewerOutput::Packet(p));
         }
         // A keyframe grows this for a moment; don't keep its room for the session's life.
@@ -600,7 +600,7 @@ impl ViewerCore {
                 }
                 self.stats.retransmitted += 1;
                 self.stats.retransmitted_bytes += bytes;
-                self.out.push_back(ViewerOutput::Resend(p.clone()));
+                self.out.push_back(ViewerOutput::Resend(p));
             }
         }
     }
