@@ -4,7 +4,7 @@
 //! `--port N` / `PORT` is a shortcut for `--bind 0.0.0.0:N`. When both are given, the one from the stronger source
 //! wins (flag over environment); at the same level `--bind` wins. The file uses the same keys in snake_case
 //! (`bind`, `port`, `data_dir`, `max_sessions`, `max_streams`, `mtu`, `watchdog_secs`, `segment_secs`,
-//! `record_min_free_mb`, `max_exports`, `gop_cache`, `wsc_udp_port`,
+//! `record_min_free_mb`, `max_exports`, `gop_cache`, `wsc_udp_port`, `wsc_forwarders`,
 //! `admin_token` (also read as `api_token`, its old name), `tls_cert`, `tls_key`,
 //! `demo`, and the `webrtc_*` keys) and refuses unknown ones, so a typo fails start-up instead of being ignored.
 
@@ -67,6 +67,10 @@ struct Cli {
     /// UDP port shared by every WSC-RTP session; 0 picks a free one [default: 8010]
     #[arg(long, env = "WSC_HOLEPUNCH_PORT")]
     wsc_udp_port: Option<u16>,
+    /// Forwarding tasks per stream for WSC-RTP UDP viewers, each sending its share of the viewers' copies of a
+    /// frame in one pass, in parallel on as many cores [default: the CPUs the gateway may run on]
+    #[arg(long, env = "WSC_FORWARDERS")]
+    wsc_forwarders: Option<usize>,
     /// STUN/TURN servers for WebRTC viewers' ICE, comma-separated (stun:HOST:PORT, turn:HOST:PORT) [default: none,
     /// so nothing outside is contacted]
     #[arg(long, env = "WEBRTC_ICE_SERVERS", value_delimiter = ',')]
@@ -129,6 +133,7 @@ struct FileConfig {
     max_exports: Option<usize>,
     gop_cache: Option<bool>,
     wsc_udp_port: Option<u16>,
+    wsc_forwarders: Option<usize>,
     webrtc_ice_servers: Option<Vec<String>>,
     webrtc_turn_username: Option<String>,
     webrtc_turn_credential: Option<String>,
@@ -176,6 +181,8 @@ pub struct Config {
     pub gop_cache: bool,
     /// UDP port of WSC-RTP media (on the HTTP bind address); 0 picks a free one.
     pub wsc_udp_port: u16,
+    /// Forwarding tasks per stream for WSC-RTP UDP viewers (`wsc::forwarder`).
+    pub wsc_forwarders: usize,
     /// ICE servers and addresses of WebRTC viewer sessions.
     pub webrtc: WebRtcConfig,
     /// When set, auth is on: the admin token guards management, stream configurations, session lists and token
@@ -201,6 +208,7 @@ impl Default for Config {
             max_exports: 2,
             gop_cache: true,
             wsc_udp_port: 8010,
+            wsc_forwarders: std::thread::available_parallelism().map_or(1, |n| n.get()),
             webrtc: WebRtcConfig::default(),
             admin_token: None,
             tls: None,
@@ -224,6 +232,7 @@ impl fmt::Debug for Config {
             .field("max_exports", &self.max_exports)
             .field("gop_cache", &self.gop_cache)
             .field("wsc_udp_port", &self.wsc_udp_port)
+            .field("wsc_forwarders", &self.wsc_forwarders)
             .field("webrtc", &self.webrtc)
             .field(
                 "admin_token",
@@ -296,6 +305,10 @@ impl Config {
                 .wsc_udp_port
                 .or(file.wsc_udp_port)
                 .unwrap_or(d.wsc_udp_port),
+            wsc_forwarders: cli
+                .wsc_forwarders
+                .or(file.wsc_forwarders)
+                .unwrap_or(d.wsc_forwarders),
             webrtc: WebRtcConfig {
                 ice_servers: cli
                     .webrtc_ice_servers
@@ -351,6 +364,12 @@ impl Config {
         }
         if self.max_streams == 0 || self.max_sessions == 0 {
             bail!("max_streams and max_sessions must be at least 1");
+        }
+        if !(1..=256).contains(&self.wsc_forwarders) {
+            bail!(
+                "wsc_forwarders must be 1 to 256, not {}",
+                self.wsc_forwarders
+            );
         }
         self.webrtc.check()
     }

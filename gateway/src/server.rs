@@ -83,6 +83,7 @@ impl Gateway {
         let controls = Arc::new(SessionControls::default());
         let wsc = WscService::start(
             wsc_bind,
+            config.wsc_forwarders,
             viewers.clone(),
             playback.clone(),
             controls.clone(),

@@ -340,34 +340,69 @@ async fn woken() {
     .await
 }
 
-/// The forwarders of every stream, created with a stream's first WSC-RTP session.
-#[derive(Default)]
+/// The forwarders of every stream, created with a stream's first WSC-RTP session: up to `per_stream` of them,
+/// each a task of its own with its share of the stream's viewers, so a stream's pass runs on that many cores at
+/// once (the runtime's workers take the woken forwarders in parallel). A session keeps its forwarder for life.
 pub struct Forwarders {
-    by_stream: Mutex<HashMap<String, Weak<Forwarder>>>,
+    per_stream: usize,
+    by_stream: Mutex<HashMap<String, Shards>>,
+}
+
+/// One stream's forwarders, and which one the next session joins.
+#[derive(Default)]
+struct Shards {
+    forwarders: Vec<Weak<Forwarder>>,
+    next: usize,
 }
 
 impl Forwarders {
-    /// The forwarder of `hub`'s stream, started if none runs.
+    pub fn new(per_stream: usize) -> Forwarders {
+        Forwarders {
+            per_stream: per_stream.max(1),
+            by_stream: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A forwarder of `hub`'s stream for a new session, in turn; started if that one runs no longer.
     pub fn get(&self, hub: &Hub, udp: &Arc<WscUdp>) -> Arc<Forwarder> {
         let mut map = self.by_stream.lock();
-        if let Some(f) = map.get(hub.stream_id()).and_then(Weak::upgrade) {
+        map.retain(|_, s| s.forwarders.iter().any(|f| f.strong_count() > 0));
+        let shards = map.entry(hub.stream_id().to_owned()).or_default();
+        let i = shards.next % self.per_stream;
+        shards.next = shards.next.wrapping_add(1);
+        if let Some(f) = shards.forwarders.get(i).and_then(Weak::upgrade) {
             // A stream deleted and made again has a new hub; the old one is closed.
             if !f.inner.hub.is_closed() {
                 return f;
             }
         }
-        map.retain(|_, f| f.strong_count() > 0);
         let f = Forwarder::start(hub.clone(), udp.clone());
-        map.insert(hub.stream_id().to_owned(), Arc::downgrade(&f));
+        if i < shards.forwarders.len() {
+            shards.forwarders[i] = Arc::downgrade(&f);
+        } else {
+            shards.forwarders.push(Arc::downgrade(&f));
+        }
         f
     }
 
-    /// Datagrams the forwarder of `stream` sent so far (0 when it has none).
+    /// Datagrams the forwarders of `stream` sent so far (0 when it has none).
     pub fn datagrams_sent(&self, stream: &str) -> u64 {
         let map = self.by_stream.lock();
-        map.get(stream)
-            .and_then(Weak::upgrade)
-            .map_or(0, |f| f.inner.sent.load(Ordering::Relaxed))
+        map.get(stream).map_or(0, |s| {
+            s.forwarders
+                .iter()
+                .filter_map(Weak::upgrade)
+                .map(|f| f.inner.sent.load(Ordering::Relaxed))
+                .sum()
+        })
+    }
+
+    /// Forwarders running for `stream`.
+    pub fn running(&self, stream: &str) -> usize {
+        let map = self.by_stream.lock();
+        map.get(stream).map_or(0, |s| {
+            s.forwarders.iter().filter(|f| f.strong_count() > 0).count()
+        })
     }
 }
 
@@ -580,5 +615,31 @@ mod tests {
         assert!(forwardable(&s2), "live again");
         s.handle(t0 + Duration::from_secs(4), Input::Shutdown);
         assert!(!forwardable(&s));
+    }
+
+    #[tokio::test]
+    async fn a_streams_sessions_are_dealt_to_its_forwarders_in_turn() {
+        let udp = WscUdp::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let forwarders = Forwarders::new(2);
+        let hub = Hub::new("cam", HubOptions::default());
+        let got: Vec<Arc<Forwarder>> = (0..4).map(|_| forwarders.get(&hub, &udp)).collect();
+        assert!(Arc::ptr_eq(&got[0], &got[2]) && Arc::ptr_eq(&got[1], &got[3]));
+        assert!(!Arc::ptr_eq(&got[0], &got[1]));
+        assert_eq!(forwarders.running("cam"), 2);
+        let other = Hub::new("other", HubOptions::default());
+        let _o = forwarders.get(&other, &udp);
+        assert_eq!(forwarders.running("other"), 1, "per stream");
+        drop(got);
+        assert_eq!(
+            forwarders.running("cam"),
+            0,
+            "they end with their last session"
+        );
+        // A stream made again has a new hub: its sessions get new forwarders.
+        let kept = forwarders.get(&hub, &udp);
+        hub.close();
+        let again = Hub::new("cam", HubOptions::default());
+        let fresh = [forwarders.get(&again, &udp), forwarders.get(&again, &udp)];
+        assert!(fresh.iter().all(|f| !Arc::ptr_eq(f, &kept)));
     }
 }

@@ -1,6 +1,6 @@
 //! WSC-RTP in the gateway: the shared UDP socket ([`udp`]), one task per session ([`session_task`]) around the
-//! sans-IO `publishers::wsc::WscSession`, and one forwarder per stream ([`forwarder`]) that sends every live UDP
-//! viewer's copy of a frame in one pass. The HTTP upgrade lives in `api.rs`; session places come from the shared
+//! sans-IO `publishers::wsc::WscSession`, and forwarders ([`forwarder`], one per stream and core) that send every
+//! live UDP viewer's copy of a frame in one pass each. The HTTP upgrade lives in `api.rs`; session places come from the shared
 //! [`ViewerBudget`](crate::viewers::ViewerBudget).
 
 mod batch;
@@ -39,7 +39,8 @@ pub struct WscService {
     pub budget: Arc<ViewerBudget>,
     pub playback: Arc<Playback>,
     pub controls: Arc<SessionControls>,
-    /// One per stream with WSC-RTP sessions: sends every live UDP viewer's copy of a frame in one pass.
+    /// Per stream with WSC-RTP sessions, a few forwarders that share its live UDP viewers: each sends its
+    /// viewers' copies of a frame in one pass.
     pub forwarders: forwarder::Forwarders,
 }
 
@@ -47,6 +48,7 @@ impl WscService {
     /// Binds the shared UDP socket and starts routing its datagrams.
     pub async fn start(
         bind: SocketAddr,
+        forwarders_per_stream: usize,
         budget: Arc<ViewerBudget>,
         playback: Arc<Playback>,
         controls: Arc<SessionControls>,
@@ -64,7 +66,7 @@ impl WscService {
             budget,
             playback,
             controls,
-            forwarders: forwarder::Forwarders::default(),
+            forwarders: forwarder::Forwarders::new(forwarders_per_stream),
         }))
     }
 }
