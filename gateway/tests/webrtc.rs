@@ -704,6 +704,77 @@ async fn sessions_share_the_configured_udp_port() {
     gw.shutdown().await.unwrap();
 }
 
+/// Behind a NAT, with `stun:` servers configured: the sessions keep the one shared port, and every answer carries
+/// the port's address as the STUN server saw it (a server-reflexive candidate related to the host one). The first
+/// server configured never answers; the gateway moves on to the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stun_servers_give_the_shared_port_a_reflexive_candidate() {
+    let public: std::net::SocketAddr = "203.0.113.7:40123".parse().unwrap();
+    let stun = testdata::stun_server::StunServer::start(public).unwrap();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("stun:{}", silent.local_addr().unwrap());
+    let (_fixture, gw, _dir) = common::gateway_with_camera_and(
+        FixtureOptions {
+            bitrate_kbps: 800,
+            ..Default::default()
+        },
+        |c| {
+            c.webrtc.bind_ips = vec!["127.0.0.1".parse().unwrap()];
+            c.webrtc.ice_servers = vec![silent_url, stun.url()];
+        },
+    )
+    .await;
+    let port = gw
+        .webrtc()
+        .shared_udp_port()
+        .expect("stun: servers keep the shared port");
+    let srflx = format!("203.0.113.7 40123 typ srflx raddr 127.0.0.1 rport {port}");
+    // The gateway asks in the background: answers written before its first answer arrived have no srflx line.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (mut viewer, answer) = loop {
+        let viewer = Viewer::new(BROWSER_H264).await;
+        let body: Value = create_json(&gw, "cam", &viewer.offer)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let answer = body["answer"].as_str().unwrap().to_owned();
+        if answer.contains(&srflx) {
+            break (viewer, answer);
+        }
+        assert!(Instant::now() < deadline, "no srflx candidate: {answer}");
+        let session = body["session_id"].as_str().unwrap();
+        let _ = viewer.pc.close().await;
+        http()
+            .delete(format!("{}/sessions/{session}", gw.base_url()))
+            .send()
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(stun.answered() >= 1);
+    let addrs = candidate_addresses(&answer);
+    assert!(
+        addrs.contains(&("127.0.0.1".to_owned(), port)),
+        "the host candidate stays: {answer}"
+    );
+    // The viewer (on loopback) plays through the host candidate of the same port.
+    let mut rx = read_packets(viewer.answer(answer).await);
+    let packets = collect(&mut rx, Duration::from_secs(2)).await;
+    assert!(packets.len() > 20, "got {} packets", packets.len());
+    let _ = viewer.pc.close().await;
+    gw.shutdown().await.unwrap();
+
+    // A TURN server needs an allocation per session: each session gets its own sockets again.
+    let (_fixture, gw, _dir) = common::gateway_with_camera_and(FixtureOptions::default(), |c| {
+        c.webrtc.bind_ips = vec!["127.0.0.1".parse().unwrap()];
+        c.webrtc.ice_servers = vec!["turn:127.0.0.1:9".to_owned()];
+    })
+    .await;
+    assert_eq!(gw.webrtc().shared_udp_port(), None);
+    gw.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h265_goes_to_a_viewer_that_offers_it() {
     let (_fixture, gw, _dir) = common::gateway_with_camera(FixtureOptions {

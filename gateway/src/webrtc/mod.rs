@@ -1,9 +1,9 @@
 //! WebRTC viewers: one peer connection per session, fed from the stream's hub, reachable over WHEP and the JSON
 //! API (`api.rs`). By default every session shares one UDP port ([`shared_udp`]): the session's task drives the
-//! sans-IO `rtc` core itself ([`shared_peer`], [`shared_task`]). With a port range (`--webrtc-udp-ports`) or
-//! STUN/TURN servers configured, each session instead gets the `webrtc` crate's driver with sockets of its own
-//! ([`peer`], [`session_task`]): that driver gathers server-reflexive and relay candidates, the shared port
-//! announces host candidates (and the configured public addresses) only.
+//! sans-IO `rtc` core itself ([`shared_peer`], [`shared_task`]); with `stun:` servers configured it also announces
+//! the port's server-reflexive addresses, asked from the shared sockets ([`reflexive`]). With a port range
+//! (`--webrtc-udp-ports`), or TURN (or `stuns:`) servers configured, each session instead gets the `webrtc`
+//! crate's driver with sockets of its own ([`peer`], [`session_task`]), which gathers relay candidates.
 //!
 //! A session starts from the GOP cache once ICE and DTLS connect; keyframe requests (PLI, FIR) restart it from
 //! the cache; NACKs are answered by the crate's NACK responder from what it sent. It ends when the viewer deletes
@@ -15,6 +15,7 @@
 #[doc(hidden)]
 pub mod feedback;
 pub mod peer;
+mod reflexive;
 mod session_task;
 mod shared_peer;
 mod shared_task;
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use api_models::{WebRtcSessionStats, WebRtcSessionView};
 use hub::Hub;
 use parking_lot::Mutex;
-use publishers::webrtc::candidates::announce_public;
+use publishers::webrtc::candidates::{announce_public, announce_reflexive};
 use publishers::webrtc::offer::{choose_codec, rewrite_fmtp, OfferError};
 use publishers::webrtc::trickle::{TrickleError, TrickleFragment};
 use tokio_util::sync::CancellationToken;
@@ -127,18 +128,25 @@ pub struct WebRtcService {
 }
 
 impl WebRtcService {
-    /// Binds the shared UDP port (unless a port range or ICE servers ask for per-session sockets).
+    /// Binds the shared UDP port (unless a port range, or ICE servers other than `stun:` ones, ask for per-session
+    /// sockets) and starts asking the `stun:` servers how it looks from outside.
     pub fn start(
         config: WebRtcConfig,
         budget: Arc<ViewerBudget>,
         playback: Arc<Playback>,
         controls: Arc<SessionControls>,
     ) -> std::io::Result<Arc<WebRtcService>> {
-        let sockets = if config.udp_ports.is_some() || !config.ice_servers.is_empty() {
-            Sockets::PerSession(PortCursor::new(config.udp_ports))
-        } else {
-            Sockets::Shared(SharedUdp::bind(&config.bind_ips, config.udp_port)?)
-        };
+        let sockets =
+            if config.udp_ports.is_some() || reflexive::needs_own_sockets(&config.ice_servers) {
+                Sockets::PerSession(PortCursor::new(config.udp_ports))
+            } else {
+                let udp = SharedUdp::bind(&config.bind_ips, config.udp_port)?;
+                let servers = reflexive::stun_servers(&config.ice_servers);
+                if !servers.is_empty() {
+                    tokio::spawn(reflexive::keep_asking(Arc::downgrade(&udp), servers));
+                }
+                Sockets::Shared(udp)
+            };
         Ok(Arc::new(WebRtcService {
             sockets,
             config,
@@ -195,7 +203,7 @@ impl WebRtcService {
         let (conn, link, answer) = match &self.sockets {
             Sockets::Shared(udp) => {
                 let p = shared_peer::open(udp, offer, &chosen, &stream_id, ssrc, &counts)?;
-                let answer = rewrite(&p.answer);
+                let answer = announce_reflexive(&rewrite(&p.answer), &udp.reflexive());
                 let pc = Arc::new(Mutex::new(p.pc));
                 let link = Link::Shared {
                     pc: pc.clone(),

@@ -9,6 +9,9 @@
 //! most point an unused address at a session, and each session keeps few addresses ([`MAX_ADDRS_PER_SESSION`]).
 //! DTLS and SRTP never route by content, only by address.
 //!
+//! The gateway's own STUN transactions (the binding requests that learn the port's server-reflexive addresses,
+//! [`super::reflexive`]) leave from these sockets too, and their answers are taken out before routing.
+//!
 //! Sending: a session hands over everything one turn of its connection produced (a frame's SRTP packets, say);
 //! each run of equal-size datagrams to one address leaves in one `sendmsg` with UDP generic segmentation offload
 //! (through `quinn-udp`, which falls back to one datagram per call where the kernel refuses GSO).
@@ -26,7 +29,7 @@ use parking_lot::Mutex;
 use quinn_udp::{Transmit, UdpSocketState};
 use rtc::shared::TaggedBytesMut;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::udp_gso::next_run_by;
@@ -68,6 +71,10 @@ struct Shared {
 pub struct SharedUdp {
     sockets: Vec<Shared>,
     routes: Mutex<Routes>,
+    /// The gateway's own STUN transactions waiting for an answer, by transaction id.
+    asked: Mutex<HashMap<[u8; 12], oneshot::Sender<Vec<u8>>>>,
+    /// Each socket's address as a STUN server saw it, where it differs (a NAT): (local, seen).
+    reflexive: Mutex<Vec<(SocketAddr, SocketAddr)>>,
 }
 
 thread_local! {
@@ -163,6 +170,8 @@ impl SharedUdp {
         let shared = Arc::new(SharedUdp {
             sockets,
             routes: Mutex::new(Routes::default()),
+            asked: Mutex::new(HashMap::new()),
+            reflexive: Mutex::new(Vec::new()),
         });
         for s in &shared.sockets {
             tokio::spawn(receive(Arc::downgrade(&shared), s.socket.clone(), s.local));
@@ -173,6 +182,40 @@ impl SharedUdp {
     /// The addresses the sockets are bound to: the session's host candidates.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.sockets.iter().map(|s| s.local).collect()
+    }
+
+    /// Sends one datagram of the gateway's own from the socket bound to `local`.
+    pub async fn send_from(
+        &self,
+        local: SocketAddr,
+        to: SocketAddr,
+        data: &[u8],
+    ) -> io::Result<()> {
+        let s = self
+            .sockets
+            .iter()
+            .find(|s| s.local == local)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no shared socket there"))?;
+        s.socket.send_to(data, to).await.map(|_| ())
+    }
+
+    /// The answer to the STUN transaction `id`, once it arrives on any of the sockets; dropping the receiver
+    /// gives the transaction up.
+    pub fn expect_answer(&self, id: [u8; 12]) -> oneshot::Receiver<Vec<u8>> {
+        let (tx, rx) = oneshot::channel();
+        let mut asked = self.asked.lock();
+        asked.retain(|_, waiting| !waiting.is_closed());
+        asked.insert(id, tx);
+        rx
+    }
+
+    /// The sockets' server-reflexive addresses known so far: (local, as seen from outside).
+    pub fn reflexive(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        self.reflexive.lock().clone()
+    }
+
+    pub fn set_reflexive(&self, seen: Vec<(SocketAddr, SocketAddr)>) {
+        *self.reflexive.lock() = seen;
     }
 
     /// The shared port.
@@ -248,6 +291,12 @@ impl SharedUdp {
     }
 
     fn route(&self, d: Datagram) {
+        if let Some(id) = stun_answer_id(&d.data) {
+            if let Some(waiting) = self.asked.lock().remove(&id) {
+                let _ = waiting.send(d.data.to_vec());
+                return;
+            }
+        }
         let mut routes = self.routes.lock();
         let routes = &mut *routes;
         let key = (d.local, d.peer);
@@ -316,6 +365,15 @@ async fn receive(shared: std::sync::Weak<SharedUdp>, socket: Arc<UdpSocket>, loc
             data: BytesMut::from(&buf[..n]),
         });
     }
+}
+
+/// The transaction id of a STUN binding answer (success or error class), if `b` is one.
+fn stun_answer_id(b: &[u8]) -> Option<[u8; 12]> {
+    const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+    if b.len() < 20 || b[4..8] != MAGIC || !matches!(b[0..2], [0x01, 0x01] | [0x01, 0x11]) {
+        return None;
+    }
+    b[8..20].try_into().ok()
 }
 
 /// The local ufrag of a STUN binding request's USERNAME (`local:remote`, RFC 8445 §7.2.2), if `b` is one.

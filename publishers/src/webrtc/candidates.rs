@@ -1,9 +1,10 @@
-//! Public addresses for a gateway behind a 1:1 NAT: the answer lists every host candidate once more at each
-//! configured public address (same port, since a 1:1 NAT keeps ports), so a viewer on the LAN uses the private
-//! address and one outside uses the public one. The ICE agent needs to know nothing: the viewer's checks to the
+//! Public addresses for a gateway behind a NAT, written into the answer: for a 1:1 NAT, every host candidate once
+//! more at each configured public address (same port, since a 1:1 NAT keeps ports); for any NAT, the
+//! server-reflexive addresses a STUN server saw the host candidates' sockets at. A viewer on the LAN uses the
+//! private address and one outside the public one. The ICE agent needs to know nothing: the viewer's checks to the
 //! public address arrive on the same socket and are answered there.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// `sdp` with, after each `a=candidate:` line of type `host` whose address family matches, one copy per address
 /// in `public` (a new foundation, a slightly lower priority so a direct private path wins when both work).
@@ -47,6 +48,53 @@ pub fn announce_public(sdp: &str, public: &[IpAddr]) -> String {
     out
 }
 
+/// RFC 8445 §5.1.2.1 priority of a server-reflexive candidate of component 1: type preference 100, the highest
+/// local preference.
+const SRFLX_PRIORITY: u32 = (100 << 24) | (65535 << 8) | 255;
+
+/// `sdp` with, after each `a=candidate:` line of type `host` whose address and port are the local side of a pair
+/// in `mapped` (local, as a STUN server saw it), a `typ srflx` candidate at the seen address, related to the host.
+pub fn announce_reflexive(sdp: &str, mapped: &[(SocketAddr, SocketAddr)]) -> String {
+    if mapped.is_empty() {
+        return sdp.to_owned();
+    }
+    let mut out = String::with_capacity(sdp.len() + 128 * mapped.len());
+    for line in sdp.split_inclusive('\n') {
+        out.push_str(line);
+        if !line.ends_with('\n') {
+            out.push_str("\r\n");
+        }
+        let bare = line.trim_end_matches(['\r', '\n']);
+        let Some(attr) = bare.strip_prefix("a=candidate:") else {
+            continue;
+        };
+        let f: Vec<&str> = attr.split_ascii_whitespace().collect();
+        if f.len() < 8 || f[6] != "typ" || f[7] != "host" {
+            continue;
+        }
+        let (Ok(ip), Ok(port)) = (f[4].parse::<IpAddr>(), f[5].parse::<u16>()) else {
+            continue;
+        };
+        let host = SocketAddr::new(ip, port);
+        for (local, seen) in mapped {
+            if *local != host || seen == local {
+                continue;
+            }
+            out.push_str(&format!(
+                "a=candidate:{}8 {} {} {SRFLX_PRIORITY} {} {} typ srflx raddr {} rport {}\r\n",
+                f[0],
+                f[1],
+                f[2],
+                seen.ip(),
+                seen.port(),
+                local.ip(),
+                local.port()
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +129,27 @@ mod tests {
             "a=candidate:1 1 udp 100 10.0.0.5 5000 typ host\r\n\
              a=candidate:19 1 udp 99 203.0.113.9 5000 typ host\r\n"
         );
+    }
+
+    #[test]
+    fn adds_a_reflexive_candidate_for_each_mapped_host_candidate() {
+        let sdp = "a=candidate:7 1 udp 2130706431 10.0.0.5 8189 typ host\r\n\
+            a=candidate:9 1 udp 2130706431 10.0.0.6 8189 typ host\r\n\
+            a=end-of-candidates\r\n";
+        let mapped = [(
+            "10.0.0.5:8189".parse().unwrap(),
+            "198.51.100.4:40123".parse().unwrap(),
+        )];
+        assert_eq!(
+            announce_reflexive(sdp, &mapped),
+            "a=candidate:7 1 udp 2130706431 10.0.0.5 8189 typ host\r\n\
+             a=candidate:78 1 udp 1694498815 198.51.100.4 40123 typ srflx raddr 10.0.0.5 rport 8189\r\n\
+             a=candidate:9 1 udp 2130706431 10.0.0.6 8189 typ host\r\n\
+             a=end-of-candidates\r\n"
+        );
+        assert_eq!(announce_reflexive(sdp, &[]), sdp);
+        // Not behind a NAT: the server saw the host address itself, which is a candidate already.
+        let same = [(mapped[0].0, mapped[0].0)];
+        assert_eq!(announce_reflexive(sdp, &same), sdp);
     }
 }
