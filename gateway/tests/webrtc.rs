@@ -72,6 +72,17 @@ async fn create_json(gw: &Gateway, stream: &str, offer: &str) -> reqwest::Respon
         .unwrap()
 }
 
+/// A viewer with a browser's H.264 offer, and the gateway's JSON answer to it for the stream `cam`.
+async fn open_viewer(gw: &Gateway) -> (Viewer, Value) {
+    let viewer = Viewer::new(BROWSER_H264).await;
+    let body = create_json(gw, "cam", &viewer.offer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    (viewer, body)
+}
+
 async fn stats(gw: &Gateway, session: &str) -> Value {
     http()
         .get(format!("{}/sessions/{session}/stats", gw.base_url()))
@@ -483,12 +494,7 @@ async fn lossy_relay(gateway: std::net::SocketAddr, drop_nth: usize) -> LossyRel
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_packet_is_nacked_and_retransmitted() {
     let (_fixture, gw, _dir) = camera(25, Some("constrained-baseline")).await;
-    let mut viewer = Viewer::new(BROWSER_H264).await;
-    let body: Value = create_json(&gw, "cam", &viewer.offer)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (mut viewer, body) = open_viewer(&gw).await;
     let session = body["session_id"].as_str().unwrap().to_owned();
     let answer = body["answer"].as_str().unwrap();
     // The viewer reaches the gateway only through the relay: its loopback candidate is swapped for the relay's.
@@ -562,12 +568,7 @@ async fn ice_addresses_and_ports_come_from_configuration() {
         });
     })
     .await;
-    let mut viewer = Viewer::new(BROWSER_H264).await;
-    let body: Value = create_json(&gw, "cam", &viewer.offer)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (mut viewer, body) = open_viewer(&gw).await;
     let answer = body["answer"].as_str().unwrap().to_owned();
     let addrs = candidate_addresses(&answer);
     assert!(!addrs.is_empty());
@@ -601,12 +602,7 @@ async fn ice_addresses_and_ports_come_from_configuration() {
         c.webrtc.nat_ips = vec!["203.0.113.9".parse().unwrap()];
     })
     .await;
-    let viewer = Viewer::new(BROWSER_H264).await;
-    let body: Value = create_json(&gw, "cam", &viewer.offer)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (viewer, body) = open_viewer(&gw).await;
     let addrs = candidate_addresses(body["answer"].as_str().unwrap());
     let public: Vec<u16> = addrs
         .iter()
@@ -646,12 +642,7 @@ async fn sessions_share_the_configured_udp_port() {
     let mut joins = Vec::new();
     for _ in 0..3 {
         joins.push(async {
-            let mut viewer = Viewer::new(BROWSER_H264).await;
-            let body: Value = create_json(&gw, "cam", &viewer.offer)
-                .await
-                .json()
-                .await
-                .unwrap();
+            let (mut viewer, body) = open_viewer(&gw).await;
             let answer = body["answer"].as_str().unwrap().to_owned();
             let addrs = candidate_addresses(&answer);
             assert!(
@@ -732,12 +723,7 @@ async fn stun_servers_give_the_shared_port_a_reflexive_candidate() {
     // The gateway asks in the background: answers written before its first answer arrived have no srflx line.
     let deadline = Instant::now() + Duration::from_secs(15);
     let (mut viewer, answer) = loop {
-        let viewer = Viewer::new(BROWSER_H264).await;
-        let body: Value = create_json(&gw, "cam", &viewer.offer)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let (viewer, body) = open_viewer(&gw).await;
         let answer = body["answer"].as_str().unwrap().to_owned();
         if answer.contains(&srflx) {
             break (viewer, answer);

@@ -12,40 +12,21 @@ pub fn announce_public(sdp: &str, public: &[IpAddr]) -> String {
     if public.is_empty() {
         return sdp.to_owned();
     }
-    let mut out = String::with_capacity(sdp.len() * 2);
-    for line in sdp.split_inclusive('\n') {
-        out.push_str(line);
-        if !line.ends_with('\n') {
-            // The last line without its line break: the copies must not be glued to it.
-            out.push_str("\r\n");
-        }
-        let bare = line.trim_end_matches(['\r', '\n']);
-        let Some(attr) = bare.strip_prefix("a=candidate:") else {
-            continue;
-        };
-        let fields: Vec<&str> = attr.split_ascii_whitespace().collect();
-        // foundation component transport priority address port "typ" type ...
-        if fields.len() < 8 || fields[6] != "typ" || fields[7] != "host" {
-            continue;
-        }
-        let Ok(private) = fields[4].parse::<IpAddr>() else {
-            continue;
-        };
+    after_host_candidates(sdp, |fields, private, _| {
         let priority: u32 = fields[3].parse().unwrap_or(0);
-        for (i, ip) in public.iter().enumerate() {
-            if ip.is_ipv4() != private.is_ipv4() || *ip == private {
-                continue;
-            }
-            let mut f: Vec<String> = fields.iter().map(|s| (*s).to_owned()).collect();
-            f[0] = format!("{}{}", fields[0], 9 - (i % 9));
-            f[3] = priority.saturating_sub(1 + i as u32).to_string();
-            f[4] = ip.to_string();
-            out.push_str("a=candidate:");
-            out.push_str(&f.join(" "));
-            out.push_str("\r\n");
-        }
-    }
-    out
+        public
+            .iter()
+            .enumerate()
+            .filter(|(_, ip)| ip.is_ipv4() == private.is_ipv4() && **ip != private)
+            .map(|(i, ip)| {
+                let mut f: Vec<String> = fields.iter().map(|s| (*s).to_owned()).collect();
+                f[0] = format!("{}{}", fields[0], 9 - (i % 9));
+                f[3] = priority.saturating_sub(1 + i as u32).to_string();
+                f[4] = ip.to_string();
+                format!("a=candidate:{}", f.join(" "))
+            })
+            .collect()
+    })
 }
 
 /// RFC 8445 §5.1.2.1 priority of a server-reflexive candidate of component 1: type preference 100, the highest
@@ -58,38 +39,51 @@ pub fn announce_reflexive(sdp: &str, mapped: &[(SocketAddr, SocketAddr)]) -> Str
     if mapped.is_empty() {
         return sdp.to_owned();
     }
-    let mut out = String::with_capacity(sdp.len() + 128 * mapped.len());
+    after_host_candidates(sdp, |f, ip, port| {
+        let host = SocketAddr::new(ip, port);
+        mapped
+            .iter()
+            .filter(|(local, seen)| *local == host && seen != local)
+            .map(|(local, seen)| {
+                format!(
+                    "a=candidate:{}8 {} {} {SRFLX_PRIORITY} {} {} typ srflx raddr {} rport {}",
+                    f[0],
+                    f[1],
+                    f[2],
+                    seen.ip(),
+                    seen.port(),
+                    local.ip(),
+                    local.port()
+                )
+            })
+            .collect()
+    })
+}
+
+/// `sdp` with the lines `extra` makes for each host candidate written after it. `extra` gets the candidate's
+/// fields (foundation component transport priority address port "typ" "host" ...), its address and its port.
+fn after_host_candidates(sdp: &str, extra: impl Fn(&[&str], IpAddr, u16) -> Vec<String>) -> String {
+    let mut out = String::with_capacity(sdp.len() * 2);
     for line in sdp.split_inclusive('\n') {
         out.push_str(line);
         if !line.ends_with('\n') {
+            // The last line without its line break: what follows must not be glued to it.
             out.push_str("\r\n");
         }
         let bare = line.trim_end_matches(['\r', '\n']);
         let Some(attr) = bare.strip_prefix("a=candidate:") else {
             continue;
         };
-        let f: Vec<&str> = attr.split_ascii_whitespace().collect();
-        if f.len() < 8 || f[6] != "typ" || f[7] != "host" {
+        let fields: Vec<&str> = attr.split_ascii_whitespace().collect();
+        if fields.len() < 8 || fields[6] != "typ" || fields[7] != "host" {
             continue;
         }
-        let (Ok(ip), Ok(port)) = (f[4].parse::<IpAddr>(), f[5].parse::<u16>()) else {
+        let (Ok(ip), Ok(port)) = (fields[4].parse::<IpAddr>(), fields[5].parse::<u16>()) else {
             continue;
         };
-        let host = SocketAddr::new(ip, port);
-        for (local, seen) in mapped {
-            if *local != host || seen == local {
-                continue;
-            }
-            out.push_str(&format!(
-                "a=candidate:{}8 {} {} {SRFLX_PRIORITY} {} {} typ srflx raddr {} rport {}\r\n",
-                f[0],
-                f[1],
-                f[2],
-                seen.ip(),
-                seen.port(),
-                local.ip(),
-                local.port()
-            ));
+        for l in extra(&fields, ip, port) {
+            out.push_str(&l);
+            out.push_str("\r\n");
         }
     }
     out
