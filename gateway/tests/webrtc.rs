@@ -72,6 +72,23 @@ async fn create_json(gw: &Gateway, stream: &str, offer: &str) -> reqwest::Respon
         .unwrap()
 }
 
+/// A gateway whose WebRTC media binds loopback only, after `tweak`, with an 800 kbit/s camera as `cam`.
+async fn loopback_webrtc(
+    tweak: impl FnOnce(&mut gateway::Config),
+) -> (RtspFixture, Gateway, tempfile::TempDir) {
+    common::gateway_with_camera_and(
+        FixtureOptions {
+            bitrate_kbps: 800,
+            ..Default::default()
+        },
+        |c| {
+            c.webrtc.bind_ips = vec!["127.0.0.1".parse().unwrap()];
+            tweak(c);
+        },
+    )
+    .await
+}
+
 /// A viewer with a browser's H.264 offer, and the gateway's JSON answer to it for the stream `cam`.
 async fn open_viewer(gw: &Gateway) -> (Viewer, Value) {
     let viewer = Viewer::new(BROWSER_H264).await;
@@ -626,17 +643,7 @@ async fn sessions_share_the_configured_udp_port() {
         .local_addr()
         .unwrap()
         .port();
-    let (_fixture, gw, _dir) = common::gateway_with_camera_and(
-        FixtureOptions {
-            bitrate_kbps: 800,
-            ..Default::default()
-        },
-        |c| {
-            c.webrtc.bind_ips = vec!["127.0.0.1".parse().unwrap()];
-            c.webrtc.udp_port = port;
-        },
-    )
-    .await;
+    let (_fixture, gw, _dir) = loopback_webrtc(|c| c.webrtc.udp_port = port).await;
     assert_eq!(gw.webrtc().shared_udp_port(), Some(port));
     // Three viewers at once, each with its own stream of packets, all through that one port.
     let mut joins = Vec::new();
@@ -704,17 +711,8 @@ async fn stun_servers_give_the_shared_port_a_reflexive_candidate() {
     let stun = testdata::stun_server::StunServer::start(public).unwrap();
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let silent_url = format!("stun:{}", silent.local_addr().unwrap());
-    let (_fixture, gw, _dir) = common::gateway_with_camera_and(
-        FixtureOptions {
-            bitrate_kbps: 800,
-            ..Default::default()
-        },
-        |c| {
-            c.webrtc.bind_ips = vec!["127.0.0.1".parse().unwrap()];
-            c.webrtc.ice_servers = vec![silent_url, stun.url()];
-        },
-    )
-    .await;
+    let (_fixture, gw, _dir) =
+        loopback_webrtc(|c| c.webrtc.ice_servers = vec![silent_url, stun.url()]).await;
     let port = gw
         .webrtc()
         .shared_udp_port()
