@@ -130,7 +130,7 @@ async fn ask(udp: &Arc<SharedUdp>, servers: &[(String, u16)]) -> Vec<(SocketAddr
 
 async fn ask_once(udp: &SharedUdp, local: SocketAddr, server: SocketAddr) -> Option<SocketAddr> {
     let (id, request) = binding_request()?;
-    let answer = udp.expect_answer(id);
+    let answer = udp.expect_answer(id, server);
     udp.send_from(local, server, &request).await.ok()?;
     let bytes = tokio::time::timeout(ANSWER_WITHIN, answer)
         .await

@@ -67,12 +67,16 @@ struct Shared {
     gso: UdpSocketState,
 }
 
+/// One STUN transaction of the gateway's own: the server asked, and where its answer goes.
+type Asked = (SocketAddr, oneshot::Sender<Vec<u8>>);
+
 /// The shared sockets and the routing table.
 pub struct SharedUdp {
     sockets: Vec<Shared>,
     routes: Mutex<Routes>,
-    /// The gateway's own STUN transactions waiting for an answer, by transaction id.
-    asked: Mutex<HashMap<[u8; 12], oneshot::Sender<Vec<u8>>>>,
+    /// The gateway's own STUN transactions waiting for an answer, by transaction id: the server asked, and where
+    /// its answer goes.
+    asked: Mutex<HashMap<[u8; 12], Asked>>,
     /// Each socket's address as a STUN server saw it, where it differs (a NAT): (local, seen).
     reflexive: Mutex<Vec<(SocketAddr, SocketAddr)>>,
 }
@@ -199,13 +203,13 @@ impl SharedUdp {
         s.socket.send_to(data, to).await.map(|_| ())
     }
 
-    /// The answer to the STUN transaction `id`, once it arrives on any of the sockets; dropping the receiver
-    /// gives the transaction up.
-    pub fn expect_answer(&self, id: [u8; 12]) -> oneshot::Receiver<Vec<u8>> {
+    /// The answer to the STUN transaction `id` asked of `server`, once it arrives from there on any of the
+    /// sockets; dropping the receiver gives the transaction up.
+    pub fn expect_answer(&self, id: [u8; 12], server: SocketAddr) -> oneshot::Receiver<Vec<u8>> {
         let (tx, rx) = oneshot::channel();
         let mut asked = self.asked.lock();
-        asked.retain(|_, waiting| !waiting.is_closed());
-        asked.insert(id, tx);
+        asked.retain(|_, (_, waiting)| !waiting.is_closed());
+        asked.insert(id, (server, tx));
         rx
     }
 
@@ -292,8 +296,11 @@ impl SharedUdp {
 
     fn route(&self, d: Datagram) {
         if let Some(id) = stun_answer_id(&d.data) {
-            if let Some(waiting) = self.asked.lock().remove(&id) {
-                let _ = waiting.send(d.data.to_vec());
+            let mut asked = self.asked.lock();
+            if asked.get(&id).is_some_and(|(server, _)| *server == d.peer) {
+                if let Some((_, waiting)) = asked.remove(&id) {
+                    let _ = waiting.send(d.data.to_vec());
+                }
                 return;
             }
         }
@@ -493,5 +500,25 @@ mod tests {
             a.inbox.recv().await.unwrap().peer,
             client.local_addr().unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn an_answer_to_our_own_stun_question_comes_only_from_the_server_asked() {
+        let shared = SharedUdp::bind(&[IpAddr::from([127, 0, 0, 1])], 0).unwrap();
+        let port = shared.local_addrs()[0];
+        let stun = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let other = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let id = [7u8; 12];
+        let mut answer = vec![0x01, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+        answer.extend_from_slice(&id);
+        let mut waiting = shared.expect_answer(id, stun.local_addr().unwrap());
+        // The same transaction id from anyone else is no answer (it is sent first, and told apart by its body).
+        let mut forged = answer.clone();
+        forged[3] = 4;
+        forged.extend_from_slice(&[0x80, 0x22, 0x00, 0x00]);
+        other.send_to(&forged, port).await.unwrap();
+        stun.send_to(&answer, port).await.unwrap();
+        assert_eq!((&mut waiting).await.unwrap(), answer);
+        assert!(shared.asked.lock().is_empty());
     }
 }
