@@ -96,6 +96,10 @@ struct Cli {
     /// unset]
     #[arg(long, env = "WEBRTC_UDP_PORTS", value_name = "FIRST-LAST")]
     webrtc_udp_ports: Option<PortRange>,
+    /// ICE-TCP on the shared port: also listen on TCP at the same addresses and port and announce passive TCP
+    /// candidates, for viewers whose network lets no UDP through [default: false]
+    #[arg(long, env = "WEBRTC_ICE_TCP", value_name = "BOOL")]
+    webrtc_ice_tcp: Option<bool>,
     /// Turns auth on: management, stream configurations, session lists and POST /tokens need
     /// `Authorization: Bearer <admin token>`; viewer calls need a viewer token [default: unset, everything open]
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
@@ -141,6 +145,7 @@ struct FileConfig {
     webrtc_bind_ips: Option<Vec<IpAddr>>,
     webrtc_udp_port: Option<u16>,
     webrtc_udp_ports: Option<PortRange>,
+    webrtc_ice_tcp: Option<bool>,
     #[serde(alias = "api_token")]
     admin_token: Option<String>,
     tls_cert: Option<PathBuf>,
@@ -329,6 +334,10 @@ impl Config {
                     .or(file.webrtc_udp_port)
                     .unwrap_or(d.webrtc.udp_port),
                 udp_ports: cli.webrtc_udp_ports.or(file.webrtc_udp_ports),
+                ice_tcp: cli
+                    .webrtc_ice_tcp
+                    .or(file.webrtc_ice_tcp)
+                    .unwrap_or(d.webrtc.ice_tcp),
             },
             // An empty token (`ADMIN_TOKEN=` in a compose file) means "no token", not "the empty token".
             admin_token: cli
@@ -399,6 +408,8 @@ pub struct WebRtcConfig {
     pub udp_port: u16,
     /// A range of ports, one per session (and bind address), instead of the shared port.
     pub udp_ports: Option<PortRange>,
+    /// The shared port takes ICE-TCP too: TCP listeners at the same addresses and port.
+    pub ice_tcp: bool,
 }
 
 /// The default shared WebRTC UDP port (MediaMTX uses the same).
@@ -414,6 +425,7 @@ impl Default for WebRtcConfig {
             bind_ips: vec![Ipv4Addr::UNSPECIFIED.into(), Ipv4Addr::LOCALHOST.into()],
             udp_port: WEBRTC_UDP_PORT,
             udp_ports: None,
+            ice_tcp: false,
         }
     }
 }
@@ -432,6 +444,7 @@ impl fmt::Debug for WebRtcConfig {
             .field("bind_ips", &self.bind_ips)
             .field("udp_port", &self.udp_port)
             .field("udp_ports", &self.udp_ports)
+            .field("ice_tcp", &self.ice_tcp)
             .finish()
     }
 }

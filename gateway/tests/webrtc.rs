@@ -759,6 +759,56 @@ async fn stun_servers_give_the_shared_port_a_reflexive_candidate() {
     gw.shutdown().await.unwrap();
 }
 
+/// ICE-TCP on: the answer offers the shared port over TCP too (a passive candidate at the same address and port),
+/// and a TCP connection that names no session (garbage instead of a binding request) is closed, leaving the
+/// sessions alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_tcp_listens_on_the_shared_port_and_drops_strangers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_fixture, gw, _dir) = loopback_webrtc(|c| c.webrtc.ice_tcp = true).await;
+    let port = gw.webrtc().shared_udp_port().unwrap();
+    let (mut viewer, body) = open_viewer(&gw).await;
+    let answer = body["answer"].as_str().unwrap().to_owned();
+    assert!(
+        answer.lines().any(|l| l.starts_with("a=candidate:")
+            && !l.to_ascii_lowercase().contains(" tcp ")
+            && l.ends_with(&format!(" 127.0.0.1 {port} typ host"))),
+        "the UDP host candidate: {answer}"
+    );
+    assert!(
+        answer
+            .lines()
+            .any(|l| l.to_ascii_lowercase().contains(" tcp ")
+                && l.contains(&format!(" 127.0.0.1 {port} typ host tcptype passive"))),
+        "a passive TCP candidate on the same port: {answer}"
+    );
+    let mut rx = read_packets(viewer.answer(answer).await);
+    assert!(collect(&mut rx, Duration::from_secs(2)).await.len() > 20);
+    let mut stranger = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    // Well-formed frames, but none a binding request naming a session.
+    let mut garbage = Vec::new();
+    for _ in 0..4 {
+        garbage.extend_from_slice(&[0x02, 0x00]);
+        garbage.extend_from_slice(&[0x80; 512]);
+    }
+    let _ = stranger.write_all(&garbage).await;
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), stranger.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "the connection is closed: {read:?}"
+    );
+    assert_eq!(gw.webrtc().session_count(), 1);
+    assert!(
+        collect(&mut rx, Duration::from_secs(1)).await.len() > 10,
+        "the session plays on"
+    );
+    let _ = viewer.pc.close().await;
+    gw.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h265_goes_to_a_viewer_that_offers_it() {
     let (_fixture, gw, _dir) = common::gateway_with_camera(FixtureOptions {

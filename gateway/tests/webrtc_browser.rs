@@ -3,6 +3,8 @@
 //! frames decoded rising past 50 without a freeze. Leaving the page ends the gateway's session. The same page's
 //! session is then rewound into a recording and back through seeks, speeds and a pause: frames decoded rise after
 //! every switch, no switch freezes the picture for more than 500 ms, and the decoder never asks for a keyframe.
+//! With ICE-TCP on and the answer's UDP candidates taken out, as a network that lets no UDP through would leave
+//! it, Chromium plays over TCP to the shared port.
 
 mod common;
 
@@ -193,6 +195,82 @@ async fn chromium_plays_through_rewind_switches_without_a_freeze() {
     assert_eq!(s["plis"], 0, "Chromium's decoder asked for a keyframe: {s}");
     assert_eq!(s["dropped"], 0, "{s}");
     eprintln!("longest wait for a new frame after each switch, frames decoded in 2 s: {report:?}");
+    browser.close().await;
+    gw.shutdown().await.unwrap();
+}
+
+/// Opens a session for `cam` from the page with the answer's UDP candidates removed, so ICE can only use TCP.
+const TCP_ONLY_SCRIPT: &str = "
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    await pc.setLocalDescription(await pc.createOffer());
+    const r = await fetch('/streams/cam/webrtc', { method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ offer: pc.localDescription.sdp }) });
+    if (r.status !== 201) return { error: 'status ' + r.status };
+    const body = await r.json();
+    const lines = body.answer.split('\\r\\n');
+    const kept = lines.filter((l) => !(l.startsWith('a=candidate:') && / udp /i.test(l)));
+    await pc.setRemoteDescription({ type: 'answer', sdp: kept.join('\\r\\n') });
+    window.tcpOnly = pc;
+    return { tcp: kept.filter((l) => / tcp /i.test(l)).length, udp_removed: lines.length - kept.length };
+";
+
+/// Frames decoded, and the protocol of the candidate pair in use, from inside the page.
+const TCP_STATS_SCRIPT: &str = "
+    const pc = window.tcpOnly;
+    const r = await pc.getStats();
+    const byId = new Map();
+    r.forEach((s) => byId.set(s.id, s));
+    let frames = 0, protocol = null, type = null;
+    r.forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') frames = s.framesDecoded || 0;
+        if (s.type === 'transport' && s.selectedCandidatePairId) {
+            const pair = byId.get(s.selectedCandidatePairId);
+            const remote = pair && byId.get(pair.remoteCandidateId);
+            protocol = remote ? remote.protocol : null;
+            type = remote ? remote.tcpType || null : null;
+        }
+    });
+    return { state: pc.connectionState, frames, protocol, type };
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_plays_over_ice_tcp_when_udp_is_out() {
+    let (_fixture, gw, _dir) = common::gateway_with_camera_and(
+        FixtureOptions {
+            codec: FixtureCodec::H264,
+            width: 640,
+            height: 360,
+            bitrate_kbps: 1000,
+            ..Default::default()
+        },
+        |c| {
+            c.webrtc.bind_ips = vec!["127.0.0.1".parse().unwrap()];
+            c.webrtc.ice_tcp = true;
+        },
+    )
+    .await;
+    let browser = Browser::open(&format!("{}/health", gw.base_url()), &[]).await;
+    let opened = browser.script(TCP_ONLY_SCRIPT).await;
+    assert!(opened["error"].is_null(), "{opened}");
+    assert!(
+        opened["tcp"].as_u64() >= Some(1) && opened["udp_removed"].as_u64() >= Some(1),
+        "the answer has a TCP candidate and had UDP ones: {opened}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = browser.script(TCP_STATS_SCRIPT).await;
+        if s["frames"].as_u64().unwrap_or(0) > 30 {
+            assert_eq!(s["protocol"], "tcp", "{s}");
+            assert_eq!(s["type"], "passive", "the gateway's candidate: {s}");
+            break;
+        }
+        assert_ne!(s["state"], "failed", "{s}");
+        assert!(Instant::now() < deadline, "no picture over TCP: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(gw.webrtc().session_count(), 1);
     browser.close().await;
     gw.shutdown().await.unwrap();
 }

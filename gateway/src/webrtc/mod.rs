@@ -1,7 +1,8 @@
 //! WebRTC viewers: one peer connection per session, fed from the stream's hub, reachable over WHEP and the JSON
 //! API (`api.rs`). By default every session shares one UDP port ([`shared_udp`]): the session's task drives the
 //! sans-IO `rtc` core itself ([`shared_peer`], [`shared_task`]); with `stun:` servers configured it also announces
-//! the port's server-reflexive addresses, asked from the shared sockets ([`reflexive`]). With a port range
+//! the port's server-reflexive addresses, asked from the shared sockets ([`reflexive`]), and with ICE-TCP on it
+//! takes TCP connections at the same addresses and port ([`shared_tcp`]). With a port range
 //! (`--webrtc-udp-ports`), or TURN (or `stuns:`) servers configured, each session instead gets the `webrtc`
 //! crate's driver with sockets of its own ([`peer`], [`session_task`]), which gathers relay candidates.
 //!
@@ -19,6 +20,7 @@ mod reflexive;
 mod session_task;
 mod shared_peer;
 mod shared_task;
+mod shared_tcp;
 pub mod shared_udp;
 
 use std::collections::HashMap;
@@ -140,7 +142,7 @@ impl WebRtcService {
             if config.udp_ports.is_some() || reflexive::needs_own_sockets(&config.ice_servers) {
                 Sockets::PerSession(PortCursor::new(config.udp_ports))
             } else {
-                let udp = SharedUdp::bind(&config.bind_ips, config.udp_port)?;
+                let udp = SharedUdp::bind(&config.bind_ips, config.udp_port, config.ice_tcp)?;
                 let servers = reflexive::stun_servers(&config.ice_servers);
                 if !servers.is_empty() {
                     tokio::spawn(reflexive::keep_asking(Arc::downgrade(&udp), servers));

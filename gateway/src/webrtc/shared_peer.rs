@@ -10,6 +10,7 @@ use std::time::Instant;
 use publishers::webrtc::offer::ChosenCodec;
 use rand::distributions::{Alphanumeric, DistString};
 use rtc::ice::mdns::MulticastDnsMode;
+use rtc::ice::tcp_type::TcpType;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -83,6 +84,24 @@ pub fn open(
         .map_err(|e| WebRtcError::Internal(format!("host candidate {local}: {e}")))?;
         pc.add_local_candidate(candidate)
             .map_err(|e| WebRtcError::Internal(format!("host candidate {local}: {e}")))?;
+        if shared.ice_tcp() {
+            // The same address and port over TCP: the viewer connects to it (RFC 6544 passive candidate).
+            let candidate = CandidateHostConfig {
+                base_config: CandidateConfig {
+                    network: "tcp".to_owned(),
+                    address: local.ip().to_string(),
+                    port: local.port(),
+                    component: 1,
+                    ..Default::default()
+                },
+                tcp_type: TcpType::Passive,
+            }
+            .new_candidate_host()
+            .and_then(|c| RTCIceCandidate::from(&c).to_json())
+            .map_err(|e| WebRtcError::Internal(format!("TCP host candidate {local}: {e}")))?;
+            pc.add_local_candidate(candidate)
+                .map_err(|e| WebRtcError::Internal(format!("TCP host candidate {local}: {e}")))?;
+        }
     }
     // Nothing else to gather: the answer says end-of-candidates.
     pc.add_local_candidate(RTCIceCandidateInit::default())

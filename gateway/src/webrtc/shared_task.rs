@@ -247,7 +247,11 @@ fn tagged(d: Datagram) -> TaggedBytesMut {
             local_addr: d.local,
             peer_addr: d.peer,
             ecn: None,
-            transport_protocol: TransportProtocol::UDP,
+            transport_protocol: if d.tcp {
+                TransportProtocol::TCP
+            } else {
+                TransportProtocol::UDP
+            },
         },
         message: d.data,
     }

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use std::cell::RefCell;
@@ -27,11 +27,12 @@ use std::cell::RefCell;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use quinn_udp::{Transmit, UdpSocketState};
-use rtc::shared::TaggedBytesMut;
+use rtc::shared::{TaggedBytesMut, TransportProtocol};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
+use super::shared_tcp::{self, SharedTcp};
 use crate::udp_gso::next_run_by;
 
 /// Datagrams queued for one session before more are dropped (the session's task takes them at once).
@@ -46,18 +47,23 @@ pub struct Datagram {
     pub at: Instant,
     pub local: SocketAddr,
     pub peer: SocketAddr,
+    /// Came in a frame of an ICE-TCP connection ([`super::shared_tcp`]), not over UDP.
+    pub tcp: bool,
     pub data: BytesMut,
 }
+
+/// Where a datagram came from: over TCP or not, the local and the remote address.
+type PathKey = (bool, SocketAddr, SocketAddr);
 
 #[derive(Default)]
 struct Routes {
     by_ufrag: HashMap<String, Route>,
-    by_addr: HashMap<(SocketAddr, SocketAddr), String>,
+    by_addr: HashMap<PathKey, String>,
 }
 
 struct Route {
     inbox: mpsc::Sender<Datagram>,
-    addrs: Vec<(SocketAddr, SocketAddr)>,
+    addrs: Vec<PathKey>,
 }
 
 /// One shared socket.
@@ -79,6 +85,8 @@ pub struct SharedUdp {
     asked: Mutex<HashMap<[u8; 12], Asked>>,
     /// Each socket's address as a STUN server saw it, where it differs (a NAT): (local, seen).
     reflexive: Mutex<Vec<(SocketAddr, SocketAddr)>>,
+    /// The ICE-TCP listeners on the same addresses and port, when turned on.
+    tcp: OnceLock<Arc<SharedTcp>>,
 }
 
 thread_local! {
@@ -86,14 +94,17 @@ thread_local! {
     static RUN: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The datagrams from the start of `out` that go in one GSO send: same socket, same viewer ([`next_run_by`]).
+/// The datagrams from the start of `out` that go in one GSO send: same socket, same viewer, over UDP
+/// ([`next_run_by`]).
 fn next_run(out: &[TaggedBytesMut], max_segments: usize) -> (usize, usize) {
-    let first = out
-        .first()
-        .map(|m| (m.transport.peer_addr, m.transport.local_addr));
+    let key = |m: &TaggedBytesMut| {
+        (m.transport.transport_protocol == TransportProtocol::UDP)
+            .then_some((m.transport.peer_addr, m.transport.local_addr))
+    };
+    let first = out.first().and_then(key);
     next_run_by(out.len(), max_segments, |i| {
         let m = &out[i];
-        (Some((m.transport.peer_addr, m.transport.local_addr)) == first).then_some(m.message.len())
+        (first.is_some() && key(m) == first).then_some(m.message.len())
     })
 }
 
@@ -155,32 +166,45 @@ pub fn expand(ips: &[IpAddr]) -> Vec<IpAddr> {
 }
 
 impl SharedUdp {
-    /// Binds `port` (0: the first socket picks a free one, the others take the same) on every address of `ips`
-    /// and starts the receive loops.
-    pub fn bind(ips: &[IpAddr], port: u16) -> io::Result<Arc<SharedUdp>> {
-        let mut sockets = Vec::new();
-        let mut port = port;
-        for ip in expand(ips) {
-            let s = bind_one(SocketAddr::new(ip, port))?;
-            let local = s.local_addr()?;
-            port = local.port();
-            let gso = crate::udp_gso::state(&s)?;
-            sockets.push(Shared {
-                socket: Arc::new(s),
-                local,
-                gso,
-            });
-        }
+    /// Binds `port` (0: the first socket picks a free one, the others take the same) on every address of `ips`,
+    /// with `ice_tcp` a TCP listener on each of those addresses and the same port too, and starts the receive
+    /// loops.
+    pub fn bind(ips: &[IpAddr], port: u16, ice_tcp: bool) -> io::Result<Arc<SharedUdp>> {
+        // A free UDP port may be a taken TCP one: with port 0, pick again.
+        let mut tries = if port == 0 { 20 } else { 1 };
+        let (sockets, listeners) = loop {
+            let sockets = bind_all(ips, port)?;
+            if !ice_tcp {
+                break (sockets, Vec::new());
+            }
+            let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local).collect();
+            match shared_tcp::bind(&addrs) {
+                Ok(listeners) => break (sockets, listeners),
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse && tries > 1 => tries -= 1,
+                Err(e) => return Err(e),
+            }
+        };
         let shared = Arc::new(SharedUdp {
             sockets,
             routes: Mutex::new(Routes::default()),
             asked: Mutex::new(HashMap::new()),
             reflexive: Mutex::new(Vec::new()),
+            tcp: OnceLock::new(),
         });
+        if ice_tcp {
+            let _ = shared
+                .tcp
+                .set(SharedTcp::start(listeners, Arc::downgrade(&shared)));
+        }
         for s in &shared.sockets {
             tokio::spawn(receive(Arc::downgrade(&shared), s.socket.clone(), s.local));
         }
         Ok(shared)
+    }
+
+    /// Whether the port also takes ICE-TCP connections (passive TCP candidates at the same addresses).
+    pub fn ice_tcp(&self) -> bool {
+        self.tcp.get().is_some()
     }
 
     /// The addresses the sockets are bound to: the session's host candidates.
@@ -251,6 +275,14 @@ impl SharedUdp {
     pub async fn send(&self, out: &[TaggedBytesMut]) {
         let mut rest = out;
         while let Some(first) = rest.first() {
+            if first.transport.transport_protocol == TransportProtocol::TCP {
+                if let Some(tcp) = self.tcp.get() {
+                    let t = &first.transport;
+                    tcp.send(t.local_addr, t.peer_addr, &first.message);
+                }
+                rest = &rest[1..];
+                continue;
+            }
             let Some(s) = self
                 .sockets
                 .iter()
@@ -294,25 +326,26 @@ impl SharedUdp {
         }
     }
 
-    fn route(&self, d: Datagram) {
+    /// Hands `d` to its session (or to the gateway's own STUN question it answers); false if nobody takes it.
+    pub fn route(&self, d: Datagram) -> bool {
         if let Some(id) = stun_answer_id(&d.data) {
             let mut asked = self.asked.lock();
             if asked.get(&id).is_some_and(|(server, _)| *server == d.peer) {
                 if let Some((_, waiting)) = asked.remove(&id) {
                     let _ = waiting.send(d.data.to_vec());
                 }
-                return;
+                return true;
             }
         }
         let mut routes = self.routes.lock();
         let routes = &mut *routes;
-        let key = (d.local, d.peer);
+        let key = (d.tcp, d.local, d.peer);
         // A binding request names its session: it goes there even from an address another session owns (a
         // client may check two sessions from one socket). Everything else follows the address.
         let ufrag = match stun_request_ufrag(&d.data) {
             Some(u) => {
                 let Some(route) = routes.by_ufrag.get_mut(u) else {
-                    return;
+                    return false;
                 };
                 if !routes.by_addr.contains_key(&key) && route.addrs.len() < MAX_ADDRS_PER_SESSION {
                     route.addrs.push(key);
@@ -322,14 +355,36 @@ impl SharedUdp {
             }
             None => match routes.by_addr.get(&key) {
                 Some(u) => u.clone(),
-                None => return,
+                None => return false,
             },
         };
-        if let Some(route) = routes.by_ufrag.get(&ufrag) {
+        match routes.by_ufrag.get(&ufrag) {
             // A session that does not keep up loses datagrams, as a full socket buffer would make it.
-            let _ = route.inbox.try_send(d);
+            Some(route) => {
+                let _ = route.inbox.try_send(d);
+                true
+            }
+            None => false,
         }
     }
+}
+
+/// One UDP socket per address of `ips` (wildcards expanded), all on `port` (0: the first one's free port).
+fn bind_all(ips: &[IpAddr], port: u16) -> io::Result<Vec<Shared>> {
+    let mut sockets = Vec::new();
+    let mut port = port;
+    for ip in expand(ips) {
+        let s = bind_one(SocketAddr::new(ip, port))?;
+        let local = s.local_addr()?;
+        port = local.port();
+        let gso = crate::udp_gso::state(&s)?;
+        sockets.push(Shared {
+            socket: Arc::new(s),
+            local,
+            gso,
+        });
+    }
+    Ok(sockets)
 }
 
 fn bind_one(addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -369,6 +424,7 @@ async fn receive(shared: std::sync::Weak<SharedUdp>, socket: Arc<UdpSocket>, loc
             at: Instant::now(),
             local,
             peer,
+            tcp: false,
             data: BytesMut::from(&buf[..n]),
         });
     }
@@ -460,7 +516,7 @@ mod tests {
 
     #[tokio::test]
     async fn routes_by_ufrag_then_by_address() {
-        let shared = SharedUdp::bind(&[IpAddr::from([127, 0, 0, 1])], 0).unwrap();
+        let shared = SharedUdp::bind(&[IpAddr::from([127, 0, 0, 1])], 0, false).unwrap();
         let server = shared.local_addrs()[0];
         let mut a = shared.register("ufragA");
         let mut b = shared.register("ufragB");
@@ -504,7 +560,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_to_our_own_stun_question_comes_only_from_the_server_asked() {
-        let shared = SharedUdp::bind(&[IpAddr::from([127, 0, 0, 1])], 0).unwrap();
+        let shared = SharedUdp::bind(&[IpAddr::from([127, 0, 0, 1])], 0, false).unwrap();
         let port = shared.local_addrs()[0];
         let stun = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let other = UdpSocket::bind("127.0.0.1:0").await.unwrap();
