@@ -21,6 +21,7 @@ use rtc::shared::tcp_framing::{frame_packet, TcpFrameDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::shared_udp::{Datagram, SharedUdp};
@@ -39,6 +40,14 @@ type Outbox = mpsc::Sender<Vec<u8>>;
 pub struct SharedTcp {
     conns: Mutex<HashMap<(SocketAddr, SocketAddr), Outbox>>,
     slots: Arc<Semaphore>,
+    /// Stops the listeners (and frees their port) when the WebRTC service goes.
+    stop: CancellationToken,
+}
+
+impl Drop for SharedTcp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl SharedTcp {
@@ -48,9 +57,17 @@ impl SharedTcp {
         let tcp = Arc::new(SharedTcp {
             conns: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            stop: CancellationToken::new(),
         });
         for l in listeners {
-            tokio::spawn(accept(l, Arc::downgrade(&tcp), udp.clone()));
+            let stop = tcp.stop.clone();
+            let accepting = accept(l, Arc::downgrade(&tcp), udp.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = accepting => {}
+                }
+            });
         }
         tcp
     }
