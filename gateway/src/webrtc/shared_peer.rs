@@ -69,38 +69,10 @@ pub fn open(
         .add_track(super::peer::track(chosen, stream_id, ssrc))
         .map_err(|e| WebRtcError::Internal(format!("adding the track: {e}")))?;
     for local in shared.local_addrs() {
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: local.ip().to_string(),
-                port: local.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .and_then(|c| RTCIceCandidate::from(&c).to_json())
-        .map_err(|e| WebRtcError::Internal(format!("host candidate {local}: {e}")))?;
-        pc.add_local_candidate(candidate)
-            .map_err(|e| WebRtcError::Internal(format!("host candidate {local}: {e}")))?;
+        add_host_candidate(&mut pc, local, TcpType::Unspecified)?;
         if shared.ice_tcp() {
             // The same address and port over TCP: the viewer connects to it (RFC 6544 passive candidate).
-            let candidate = CandidateHostConfig {
-                base_config: CandidateConfig {
-                    network: "tcp".to_owned(),
-                    address: local.ip().to_string(),
-                    port: local.port(),
-                    component: 1,
-                    ..Default::default()
-                },
-                tcp_type: TcpType::Passive,
-            }
-            .new_candidate_host()
-            .and_then(|c| RTCIceCandidate::from(&c).to_json())
-            .map_err(|e| WebRtcError::Internal(format!("TCP host candidate {local}: {e}")))?;
-            pc.add_local_candidate(candidate)
-                .map_err(|e| WebRtcError::Internal(format!("TCP host candidate {local}: {e}")))?;
+            add_host_candidate(&mut pc, local, TcpType::Passive)?;
         }
     }
     // Nothing else to gather: the answer says end-of-candidates.
@@ -121,4 +93,34 @@ pub fn open(
         answer,
         registration,
     })
+}
+
+/// Adds the host candidate at `local`: UDP, or TCP of `tcp_type` when that is not `Unspecified`.
+fn add_host_candidate(
+    pc: &mut RTCPeerConnection,
+    local: std::net::SocketAddr,
+    tcp_type: TcpType,
+) -> Result<(), WebRtcError> {
+    let network = if tcp_type == TcpType::Unspecified {
+        "udp"
+    } else {
+        "tcp"
+    };
+    let failed = |e: &dyn std::fmt::Display| {
+        WebRtcError::Internal(format!("{network} host candidate {local}: {e}"))
+    };
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: network.to_owned(),
+            address: local.ip().to_string(),
+            port: local.port(),
+            component: 1,
+            ..Default::default()
+        },
+        tcp_type,
+    }
+    .new_candidate_host()
+    .and_then(|c| RTCIceCandidate::from(&c).to_json())
+    .map_err(|e| failed(&e))?;
+    pc.add_local_candidate(candidate).map_err(|e| failed(&e))
 }
