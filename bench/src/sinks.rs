@@ -158,7 +158,7 @@ impl Sinks {
                 // The answer to the last keep-alive waits in the socket (nonblocking once proved): alone in a
                 // filtered one, among media in a sampled one whose reading has not started (then the media is
                 // not counted yet anyway).
-                while let Some(n) = recv_waiting(&self.sockets[i], &mut buf) {
+                while let Ok((n, _)) = udp_gro::recv(&self.sockets[i], &mut buf) {
                     let data = buf[..n].to_vec();
                     self.on_control(i, &data);
                 }
@@ -415,20 +415,6 @@ fn count(counters: &Counters, frame: &mut FrameStamp, i: usize, datagram: &[u8],
             }
         }
     }
-}
-
-/// Reads a datagram already waiting in `s`, without blocking whatever the socket's mode.
-fn recv_waiting(s: &UdpSocket, buf: &mut [u8]) -> Option<usize> {
-    // SAFETY: a valid socket and a buffer of the length given.
-    let n = unsafe {
-        libc::recv(
-            s.as_raw_fd(),
-            buf.as_mut_ptr() as *mut libc::c_void,
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    usize::try_from(n).ok()
 }
 
 /// Attaches a classic BPF program that keeps only datagrams whose first payload byte is 'W' (WSC-RTP control)

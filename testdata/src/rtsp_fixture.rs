@@ -145,41 +145,49 @@ impl RtspFixture {
 
     fn launch_line(&self) -> String {
         let o = &self.opts;
-        let enc = match o.codec {
+        // The encoder (with its caps), then the payloader.
+        let (enc, pay) = match o.codec {
             // x264 writes the lowest profile its tools need, and `ultrafast` uses Constrained Baseline tools only.
-            FixtureCodec::H264 => format!(
-                "x264enc name=enc tune=zerolatency speed-preset={} key-int-max={} bitrate={} \
-                 {} ! rtph264pay name=pay0 pt=96 config-interval=-1",
-                match o.h264_profile {
-                    Some("main" | "high") => "superfast",
-                    _ => "ultrafast",
-                },
-                o.gop,
-                o.bitrate_kbps,
-                // The stamp is prepended with a start code, so stamped output must be Annex B.
-                match (o.h264_profile, o.stamp_frames) {
-                    (Some(p), true) => format!("! video/x-h264,profile={p},stream-format=byte-stream"),
-                    (Some(p), false) => format!("! video/x-h264,profile={p}"),
-                    (None, true) => "! video/x-h264,stream-format=byte-stream".into(),
-                    (None, false) => String::new(),
-                }
+            FixtureCodec::H264 => (
+                format!(
+                    "x264enc name=enc tune=zerolatency speed-preset={} key-int-max={} bitrate={} {}",
+                    match o.h264_profile {
+                        Some("main" | "high") => "superfast",
+                        _ => "ultrafast",
+                    },
+                    o.gop,
+                    o.bitrate_kbps,
+                    // The stamp is prepended with a start code, so stamped output must be Annex B.
+                    match (o.h264_profile, o.stamp_frames) {
+                        (Some(p), true) => {
+                            format!("! video/x-h264,profile={p},stream-format=byte-stream")
+                        }
+                        (Some(p), false) => format!("! video/x-h264,profile={p}"),
+                        (None, true) => "! video/x-h264,stream-format=byte-stream".into(),
+                        (None, false) => String::new(),
+                    }
+                ),
+                "rtph264pay name=pay0 pt=96 config-interval=-1",
             ),
-            FixtureCodec::H265 => format!(
-                "x265enc name=enc tune=zerolatency speed-preset=ultrafast key-int-max={} bitrate={} \
-                 option-string=open-gop=0:repeat-headers=1 ! rtph265pay name=pay0 pt=96 config-interval=-1",
-                o.gop, o.bitrate_kbps
+            FixtureCodec::H265 => (
+                format!(
+                    "x265enc name=enc tune=zerolatency speed-preset=ultrafast key-int-max={} bitrate={} \
+                     option-string=open-gop=0:repeat-headers=1",
+                    o.gop, o.bitrate_kbps
+                ),
+                "rtph265pay name=pay0 pt=96 config-interval=-1",
             ),
         };
         // With the encoder in the background, the picture, the encoder and the payloader get a thread each, so
         // only the first two run at the idle priority (threads inherit it from the thread that starts them).
         let (encq, payq) = if o.background_encoder {
-            ("queue name=encq ! ", " ! queue name=payq")
+            ("queue name=encq ! ", "queue name=payq ! ")
         } else {
             ("", "")
         };
-        let enc = enc.replacen(" ! rtph", &format!("{payq} ! rtph"), 1);
+        let enc = format!("{encq}{enc} ! {payq}{pay}");
         format!(
-            "( videotestsrc name=src is-live=true pattern={} num-buffers={} ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {encq}{enc} )",
+            "( videotestsrc name=src is-live=true pattern={} num-buffers={} ! video/x-raw,format=I420,width={},height={},framerate={}/1 ! {enc} )",
             o.pattern,
             o.stop_after_frames.map_or(-1, |n| n as i64),
             o.width,

@@ -14,6 +14,7 @@ use hub::Hub;
 use parking_lot::Mutex;
 use publishers::viewer::{InputRequest, ViewerCore, ViewerOutput};
 use publishers::Feedback;
+use publishers::OutPacket;
 use rtc::rtp;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -92,6 +93,22 @@ pub struct SessionParts {
 }
 
 /// Switches the session's input as its core asked; a refusal (no viewer place for a player) goes back to the core.
+/// The viewer core's packet as the `rtc`/`webrtc` stacks take it: this session's payload type and SSRC.
+pub(super) fn rtp_packet(p: OutPacket, payload_type: u8, ssrc: u32) -> rtp::Packet {
+    rtp::Packet {
+        header: rtp::header::Header {
+            version: 2,
+            marker: p.marker,
+            payload_type,
+            sequence_number: p.seq,
+            timestamp: p.timestamp,
+            ssrc,
+            ..Default::default()
+        },
+        payload: p.payload,
+    }
+}
+
 pub(super) fn start_input(inputs: &mut ViewerInputs, core: &mut ViewerCore, req: InputRequest) {
     if let Some(event) = inputs.apply(req) {
         core.handle_event(Instant::now(), req.generation, event);
@@ -128,18 +145,7 @@ impl SessionTask {
                 match o {
                     ViewerOutput::Packet(p) | ViewerOutput::Resend(p) => {
                         let marker = p.marker;
-                        let packet = rtp::Packet {
-                            header: rtp::header::Header {
-                                version: 2,
-                                marker: p.marker,
-                                payload_type,
-                                sequence_number: p.seq,
-                                timestamp: p.timestamp,
-                                ssrc,
-                                ..Default::default()
-                            },
-                            payload: p.payload,
-                        };
+                        let packet = rtp_packet(p, payload_type, ssrc);
                         if track.write_rtp(packet).await.is_err() {
                             break 'session "connection gone";
                         }

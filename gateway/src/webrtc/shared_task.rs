@@ -27,7 +27,7 @@ use tracing::debug;
 
 use super::feedback::has_keyframe_request;
 use super::session_task::{
-    apply_command, feed, start_input, Connection, SessionParts, STREAM_CHECK,
+    apply_command, feed, rtp_packet, start_input, Connection, SessionParts, STREAM_CHECK,
 };
 use super::shared_udp::{Datagram, Registration, SharedUdp};
 use super::CONNECT_TIMEOUT;
@@ -116,18 +116,7 @@ impl SharedTask {
                     match o {
                         ViewerOutput::Packet(p) | ViewerOutput::Resend(p) => {
                             frames += usize::from(p.marker);
-                            packets.push(rtp::Packet {
-                                header: rtp::header::Header {
-                                    version: 2,
-                                    marker: p.marker,
-                                    payload_type,
-                                    sequence_number: p.seq,
-                                    timestamp: p.timestamp,
-                                    ssrc,
-                                    ..Default::default()
-                                },
-                                payload: p.payload,
-                            });
+                            packets.push(rtp_packet(p, payload_type, ssrc));
                             if packets.len() == BATCH {
                                 full = true;
                                 break;

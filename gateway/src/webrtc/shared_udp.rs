@@ -220,11 +220,14 @@ impl SharedUdp {
         data: &[u8],
     ) -> io::Result<()> {
         let s = self
-            .sockets
-            .iter()
-            .find(|s| s.local == local)
+            .socket_at(local)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no shared socket there"))?;
         s.socket.send_to(data, to).await.map(|_| ())
+    }
+
+    /// The shared socket bound to `local`.
+    fn socket_at(&self, local: SocketAddr) -> Option<&Shared> {
+        self.sockets.iter().find(|s| s.local == local)
     }
 
     /// The answer to the STUN transaction `id` asked of `server`, once it arrives from there on any of the
@@ -283,11 +286,7 @@ impl SharedUdp {
                 rest = &rest[1..];
                 continue;
             }
-            let Some(s) = self
-                .sockets
-                .iter()
-                .find(|s| s.local == first.transport.local_addr)
-            else {
+            let Some(s) = self.socket_at(first.transport.local_addr) else {
                 rest = &rest[1..];
                 continue;
             };

@@ -398,7 +398,8 @@ impl Forwarders {
     }
 
     /// Forwarders running for `stream`.
-    pub fn running(&self, stream: &str) -> usize {
+    #[cfg(test)]
+    fn running(&self, stream: &str) -> usize {
         let map = self.by_stream.lock();
         map.get(stream).map_or(0, |s| {
             s.forwarders.iter().filter(|f| f.strong_count() > 0).count()
