@@ -19,6 +19,7 @@ mod media_relay;
 mod page_cache;
 mod procio;
 mod procstat;
+mod raw_frames;
 mod raw_send;
 mod report;
 mod scenarios;

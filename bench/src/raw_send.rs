@@ -40,22 +40,7 @@ pub fn run(
     size: usize,
     window: Duration,
 ) -> std::io::Result<Duration> {
-    let addrs: Vec<libc::sockaddr_in> = to
-        .iter()
-        .map(|a| {
-            let SocketAddr::V4(v4) = a else {
-                unreachable!("loopback receivers are IPv4")
-            };
-            libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from(*v4.ip()).to_be(),
-                },
-                sin_zero: [0; 8],
-            }
-        })
-        .collect();
+    let addrs: Vec<libc::sockaddr_in> = to.iter().map(sockaddr_in).collect();
     let sender = UdpSocket::bind("127.0.0.1:0")?;
     let size = size.max(12);
     let tick = Duration::from_millis(10);
@@ -120,4 +105,19 @@ pub fn run(
         }
     }
     Ok(this_thread_cpu() - start_cpu)
+}
+
+/// A loopback receiver's address as `sendmmsg` takes it.
+pub fn sockaddr_in(a: &SocketAddr) -> libc::sockaddr_in {
+    let SocketAddr::V4(v4) = a else {
+        unreachable!("loopback receivers are IPv4")
+    };
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*v4.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
 }

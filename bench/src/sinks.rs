@@ -129,6 +129,11 @@ impl Sinks {
         self.keepalives[i] = Some(k);
     }
 
+    /// Stops every socket's keep-alives: their sessions are gone.
+    pub fn forget_keepalives(&mut self) {
+        self.keepalives.iter_mut().for_each(|k| *k = None);
+    }
+
     /// Takes a control datagram read from socket `i` (sampled sockets are read by the sink thread).
     fn on_control(&mut self, i: usize, data: &[u8]) {
         if let Some(k) = &mut self.keepalives[i] {

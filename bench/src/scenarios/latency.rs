@@ -4,7 +4,10 @@
 //! gateway's (camera → gateway → WSC-RTP over UDP → the sampled receivers, stamp read from the first packet
 //! carrying it) and a direct one (camera → the same RTSP client code, `sources`, in this process → a frame
 //! complete). What the gateway adds to a frame is its arrival through the gateway less its arrival on the direct
-//! path, frame by frame (the stamp names the frame): its hub, its publisher and one UDP hop.
+//! path, frame by frame (the stamp names the frame): its hub, its publisher and one UDP hop. Beside it, the
+//! floor: the same receivers fed by a sender that does no work of its own in user space ([`crate::raw_frames`]),
+//! which is what handing a frame to N loopback sockets from one core costs on this machine whatever the
+//! forwarder; the ratio column is the gateway's delta-frame p99 over the floor's p99.
 //!
 //! Both paths share the harness's core with the camera, whose software encoder runs at the idle priority
 //! ([`testdata::FixtureOptions::background_encoder`]): at normal priority the kernel let it finish its time
@@ -46,8 +49,10 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         let straight = direct.take();
         let unread_kib = receiving.unread_bytes() / 1024;
         drop(sessions);
-        receiving.stop();
+        let mut sinks = receiving.stop();
         gw.wait_viewers("cam", 0).await?;
+        sinks.forget_keepalives();
+        let mut floor_ms = floor(ctx, sinks).await?;
         let paired = Paired::new(&via, &straight);
         anyhow::ensure!(
             !paired.added.is_empty(),
@@ -68,11 +73,15 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             all[0], all[1], all[2]
         );
         let (mut through, mut direct_ms) = (paired.through_ms.clone(), paired.direct_ms.clone());
+        let floor_p99 = quantile(&mut floor_ms, 0.99);
         r.reference = format!(
-            "direct path p50 {:.2} / p99 {:.2} ms",
+            "direct path p50 {:.2} / p99 {:.2} ms; floor p50 {:.2} / p99 {:.2} ms",
             quantile(&mut direct_ms, 0.5),
-            quantile(&mut direct_ms, 0.99)
+            quantile(&mut direct_ms, 0.99),
+            quantile(&mut floor_ms, 0.5),
+            floor_p99,
         );
+        r.ratio = Some(paired.quantiles(|k| !k)[1] / floor_p99);
         // Delta frames and keyframes apart: a keyframe is many times a delta frame's packets, and every viewer's
         // copy of it leaves before the next frame's.
         let kind = |key: bool| {
@@ -84,10 +93,14 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             format!("p50 {:.2} / p99 {:.2} ms", q[0], q[1])
         };
         r.note = format!(
-            "frame by frame; through the gateway p50 {:.2} / p99 {:.2} ms; added for delta frames {}, for \
+            "ratio: added p99 of delta frames over the floor's p99, the floor being a one-pass sender with no \
+             user-space work, from the gateway's core to the same receivers in the same order, {} datagrams of {} \
+             bytes a frame (bench/src/raw_frames.rs); frame by frame; through the gateway p50 {:.2} / p99 {:.2} ms; added for delta frames {}, for \
              keyframes {} ({} keyframe arrivals); {} arrivals on {} receivers, {} of them paired with the direct \
              path's {} frames; {unread_kib} KiB unread in the sampled sockets at the end; receivers take GSO \
              sends whole (UDP GRO)",
+            crate::raw_frames::DATAGRAMS_PER_FRAME,
+            crate::raw_frames::DATAGRAM_BYTES,
             quantile(&mut through, 0.5),
             quantile(&mut through, 0.99),
             kind(false),
@@ -96,12 +109,38 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             via.len(),
             n.min(crate::sinks::SAMPLE),
             paired.added.len(),
-            straight.len()
+            straight.len(),
         );
         rows.push(r);
     }
     direct.stop().await;
     Ok(())
+}
+
+/// The floor's latencies (ms) on `sinks`, the same receivers in the same join order: [`crate::raw_frames`] from
+/// the gateway's core, while the gateway (its viewers gone) only ingests the camera.
+async fn floor(ctx: &Ctx, sinks: Sinks) -> anyhow::Result<Vec<f64>> {
+    let order: Vec<_> = {
+        let addrs = sinks.addrs();
+        sinks.join_order().into_iter().map(|i| addrs[i]).collect()
+    };
+    let receiving = sinks.start(true);
+    let warmup = Duration::from_secs(1);
+    let sender = tokio::spawn(crate::raw_frames::run_on(
+        ctx.gateway_cpu,
+        order,
+        warmup + ctx.window,
+    ));
+    tokio::time::sleep(warmup).await;
+    receiving.take_arrivals();
+    sender.await??;
+    let ms = receiving
+        .take_arrivals()
+        .iter()
+        .map(|a| a.latency_ns as f64 / 1e6)
+        .collect();
+    receiving.stop();
+    Ok(ms)
 }
 
 /// Each gateway-path arrival beside the direct path's arrival of the same frame.
