@@ -1,72 +1,108 @@
-//! The floor under the latency rows: a perfect one-pass forwarder, with no work of its own in user space. On its
-//! own thread, pinned to the core the gateway had, it sends every receiver one GSO message per frame (the same
-//! datagrams to all, in the join order the gateway served them in) and stamps each frame's first datagram with
-//! CLOCK_MONOTONIC just before the pass starts. The receivers read the stamps as they read the gateway's, so what
-//! they measure is what the kernel alone costs to hand one frame to N loopback sockets from one core: the sending,
-//! and the receivers' own delivery, which on loopback runs on the sending core too. No forwarder on that core can
-//! do better than this in this harness.
+//! The floor under the latency rows: a perfect one-pass forwarder, with no work of its own in user space. It
+//! takes the camera's frames as the harness's direct path gets them (already cut into RTP payloads by a hub of
+//! the harness's own, as the gateway's hub cuts them) and, on its own thread pinned to the core the gateway had,
+//! sends every receiver its copy in one pass, in the join order the gateway served them in: each frame's packets
+//! laid out once in one buffer, then the same GSO messages to every receiver. The receivers read the camera's
+//! stamps from them as they read the gateway's, and the arrivals are paired with the direct path's frame by frame
+//! in the same way, so what this measures is what the kernel alone costs to hand a frame to N loopback sockets
+//! from one core (the sending, and on loopback the receivers' delivery too, which runs on the sending core). No
+//! forwarder on that core can do better in this harness.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
-use testdata::stamp;
+use hub::HubFrame;
 
-/// Datagrams of one frame and their size: 16.8 KB, a mean frame of the 4 Mbit/s, 30 fps camera.
-pub const DATAGRAMS_PER_FRAME: usize = 14;
-pub const DATAGRAM_BYTES: usize = 1200;
-const FRAME_INTERVAL: Duration = Duration::from_micros(33_333);
+/// Frames waiting for the sender, at most: a few, so a stalled sender drops frames rather than queueing them.
+const QUEUED: usize = 4;
+/// Datagrams per GSO message and bytes per message, at most (as the gateway's batch).
+const MAX_SEGMENTS: usize = 64;
+const MAX_MESSAGE_BYTES: usize = 65_000;
+/// Messages per `sendmmsg`, as the gateway's forwarder.
+const MESSAGES_PER_CALL: usize = 256;
 
-/// [`run`] on its own thread pinned to `cpu` (see [`crate::raw_send::run_on`] for why the core matters).
-pub async fn run_on(
-    cpu: Option<usize>,
-    to: Vec<SocketAddr>,
-    window: Duration,
-) -> anyhow::Result<()> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("raw-frames".into())
-        .spawn(move || {
-            let result = match cpu.map(crate::procstat::pin_this_thread) {
-                Some(Err(e)) => Err(e),
-                _ => run(&to, window),
-            };
-            let _ = tx.send(result);
-        })?;
-    Ok(rx.await??)
+/// The sending thread and the way frames reach it.
+pub struct FloorSender {
+    frames: mpsc::SyncSender<Arc<HubFrame>>,
+    thread: JoinHandle<std::io::Result<()>>,
 }
 
-/// Sends a stamped frame to every one of `to`, in order, 30 times a second for `window`.
-pub fn run(to: &[SocketAddr], window: Duration) -> std::io::Result<()> {
+impl FloorSender {
+    /// Starts the thread, pinned to `cpu`, sending to `to` in that order.
+    pub fn start(cpu: Option<usize>, to: Vec<SocketAddr>) -> std::io::Result<FloorSender> {
+        let (frames, rx) = mpsc::sync_channel(QUEUED);
+        let thread = std::thread::Builder::new()
+            .name("raw-frames".into())
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    crate::procstat::pin_this_thread(cpu)?;
+                }
+                run(&to, rx)
+            })?;
+        Ok(FloorSender { frames, thread })
+    }
+
+    /// A handle that hands frames to the thread.
+    pub fn feeder(&self) -> mpsc::SyncSender<Arc<HubFrame>> {
+        self.frames.clone()
+    }
+
+    /// Ends the thread once every feeder is gone.
+    pub fn stop(self) -> anyhow::Result<()> {
+        drop(self.frames);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the floor's sending thread panicked"))??;
+        Ok(())
+    }
+}
+
+fn run(to: &[SocketAddr], frames: mpsc::Receiver<Arc<HubFrame>>) -> std::io::Result<()> {
     let addrs: Vec<libc::sockaddr_in> = to.iter().map(crate::raw_send::sockaddr_in).collect();
     let sender = UdpSocket::bind("127.0.0.1:0")?;
-    let mut frame = vec![0u8; DATAGRAMS_PER_FRAME * DATAGRAM_BYTES];
-    let mut cmsg = [0u64; 4];
-    let mut msgs: Vec<libc::mmsghdr> = Vec::with_capacity(addrs.len());
-    let start = Instant::now();
-    let mut n = 0u32;
-    while start.elapsed() < window {
-        write_frame(&mut frame, n, stamp::monotonic_ns());
-        let mut iov = libc::iovec {
-            iov_base: frame.as_mut_ptr() as *mut libc::c_void,
-            iov_len: frame.len(),
-        };
+    let mut buf = Vec::new();
+    let mut runs = Vec::new();
+    let mut cmsgs: Vec<[u64; 4]> = Vec::new();
+    let mut iovs: Vec<libc::iovec> = Vec::new();
+    let mut msgs: Vec<libc::mmsghdr> = Vec::new();
+    let (mut seq, mut timestamp) = (0u16, 0u32);
+    while let Ok(frame) = frames.recv() {
+        lay_out(&frame, &mut seq, timestamp, &mut buf, &mut runs);
+        timestamp = timestamp.wrapping_add(3000);
+        iovs.clear();
+        iovs.extend(runs.iter().map(|r: &Run| libc::iovec {
+            iov_base: buf[r.start..].as_ptr() as *mut libc::c_void,
+            iov_len: r.len,
+        }));
+        cmsgs.resize(runs.len(), [0; 4]);
+        for (r, c) in runs.iter().zip(cmsgs.iter_mut()) {
+            write_segment_size(c, r.segment as u16);
+        }
         msgs.clear();
         for a in &addrs {
-            // SAFETY: an all-zero msghdr is valid; every pointer set here outlives the sendmmsg calls below.
-            let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-            h.msg_name = a as *const libc::sockaddr_in as *mut libc::c_void;
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            h.msg_iov = &mut iov;
-            h.msg_iovlen = 1;
-            segment_size(&mut h, &mut cmsg);
-            msgs.push(libc::mmsghdr {
-                msg_hdr: h,
-                msg_len: 0,
-            });
+            for (k, r) in runs.iter().enumerate() {
+                // SAFETY: an all-zero msghdr is valid; every pointer set here outlives the sendmmsg calls below.
+                let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+                h.msg_name = a as *const libc::sockaddr_in as *mut libc::c_void;
+                h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                h.msg_iov = &mut iovs[k];
+                h.msg_iovlen = 1;
+                if r.count > 1 {
+                    h.msg_control = cmsgs[k].as_mut_ptr() as *mut libc::c_void;
+                    // SAFETY: CMSG_SPACE is a pure size computation.
+                    h.msg_controllen =
+                        unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
+                }
+                msgs.push(libc::mmsghdr {
+                    msg_hdr: h,
+                    msg_len: 0,
+                });
+            }
         }
-        // The gateway's forwarder hands the kernel 256 messages a call.
-        for chunk in msgs.chunks_mut(256) {
+        for chunk in msgs.chunks_mut(MESSAGES_PER_CALL) {
             // SAFETY: as above; the lengths are the chunk's.
             let sent = unsafe {
                 libc::sendmmsg(
@@ -80,61 +116,134 @@ pub fn run(to: &[SocketAddr], window: Duration) -> std::io::Result<()> {
                 return Err(std::io::Error::last_os_error());
             }
         }
-        n += 1;
-        if let Some(d) = (start + FRAME_INTERVAL * n).checked_duration_since(Instant::now()) {
-            std::thread::sleep(d);
-        }
     }
     Ok(())
 }
 
-/// Frame `n`'s RTP headers (sequence numbers counting on, one timestamp) and its send-time stamp, in the first
-/// datagram's payload as an SEI NAL would carry it.
-fn write_frame(frame: &mut [u8], n: u32, now_ns: u64) {
-    for (k, d) in frame.chunks_mut(DATAGRAM_BYTES).enumerate() {
-        let seq = (n as usize * DATAGRAMS_PER_FRAME + k) as u16;
-        d[0] = 0x80;
-        d[1] = 96
-            | if k == DATAGRAMS_PER_FRAME - 1 {
-                0x80
-            } else {
-                0
-            };
-        d[2..4].copy_from_slice(&seq.to_be_bytes());
-        d[4..8].copy_from_slice(&n.wrapping_mul(3000).to_be_bytes());
-    }
-    // The SEI NAL without its start code, as a single-NAL RTP payload carries it.
-    let sei = stamp::sei_nal(now_ns);
-    frame[12..12 + sei.len() - 4].copy_from_slice(&sei[4..]);
+/// A GSO message of the laid-out frame: `count` datagrams of `segment` bytes (the last may be shorter), `len`
+/// bytes from `start` in the buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Run {
+    start: usize,
+    len: usize,
+    count: usize,
+    segment: usize,
 }
 
-/// One `UDP_SEGMENT` control message: the frame leaves as [`DATAGRAMS_PER_FRAME`] datagrams.
-fn segment_size(h: &mut libc::msghdr, buf: &mut [u64; 4]) {
-    h.msg_control = buf.as_mut_ptr() as *mut libc::c_void;
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    h.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
-    // SAFETY: `h` points at `buf`, which has room for one control message of a u16.
+/// Writes the frame's packets, each an RTP header (sequence numbers from `seq` on) and its payload, one after
+/// the other into `buf`, and cuts them into GSO messages the way the gateway's batch does: runs of equal-size
+/// datagrams, ended by a shorter one.
+fn lay_out(
+    frame: &HubFrame,
+    seq: &mut u16,
+    timestamp: u32,
+    buf: &mut Vec<u8>,
+    runs: &mut Vec<Run>,
+) {
+    buf.clear();
+    runs.clear();
+    for p in &frame.packets {
+        let start = buf.len();
+        let mut header = [0u8; 12];
+        hub::rtp_header(&mut header, 96, p.marker, *seq, timestamp, 1);
+        *seq = seq.wrapping_add(1);
+        buf.extend_from_slice(&header);
+        buf.extend_from_slice(&p.payload);
+        let len = buf.len() - start;
+        if let Some(r) = runs.last_mut() {
+            let joins = r.len == r.count * r.segment
+                && len <= r.segment
+                && r.count < MAX_SEGMENTS
+                && r.len + len <= MAX_MESSAGE_BYTES;
+            if joins {
+                r.count += 1;
+                r.len += len;
+                continue;
+            }
+        }
+        runs.push(Run {
+            start,
+            len,
+            count: 1,
+            segment: len,
+        });
+    }
+}
+
+/// One `UDP_SEGMENT` control message of `segment` bytes.
+fn write_segment_size(buf: &mut [u64; 4], segment: u16) {
+    // SAFETY: a msghdr pointing at `buf` only for the CMSG macros, which stay within the room one u16 needs.
     unsafe {
-        let c = libc::CMSG_FIRSTHDR(h);
+        let mut h: libc::msghdr = std::mem::zeroed();
+        h.msg_control = buf.as_mut_ptr() as *mut libc::c_void;
+        h.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) as usize;
+        let c = libc::CMSG_FIRSTHDR(&h);
         (*c).cmsg_level = libc::SOL_UDP;
         (*c).cmsg_type = libc::UDP_SEGMENT;
         (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, DATAGRAM_BYTES as u16);
+        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, segment);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+    use sources::{Codec, Frame, ParameterSets};
+
     use super::*;
 
+    fn frame(bodies: &[usize]) -> HubFrame {
+        HubFrame {
+            frame: Frame {
+                codec: Codec::H264,
+                data: Bytes::new(),
+                pts_90k: 0,
+                wall_ms: 0,
+                is_keyframe: true,
+                params: Arc::new(ParameterSets {
+                    codec: Codec::H264,
+                    vps: None,
+                    sps: Bytes::from_static(&[0x67]),
+                    pps: Bytes::from_static(&[0x68]),
+                    width: 1,
+                    height: 1,
+                    rfc6381_codec: None,
+                }),
+                is_slate: false,
+                starts_run: false,
+            },
+            packets: bodies
+                .iter()
+                .enumerate()
+                .map(|(k, &n)| hub::RtpPayload {
+                    payload: Bytes::from(vec![k as u8; n]),
+                    marker: k + 1 == bodies.len(),
+                })
+                .collect(),
+            index: 0,
+        }
+    }
+
     #[test]
-    fn a_frame_carries_its_stamp_and_one_timestamp() {
-        let mut f = vec![0u8; DATAGRAMS_PER_FRAME * DATAGRAM_BYTES];
-        write_frame(&mut f, 2, 987_654_321);
-        assert_eq!(stamp::find_stamp(&f[..DATAGRAM_BYTES]), Some(987_654_321));
-        let ts = |d: &[u8]| u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
-        assert!(f.chunks(DATAGRAM_BYTES).all(|d| ts(d) == 6000));
-        let last = f.chunks(DATAGRAM_BYTES).last().unwrap();
-        assert_eq!(u16::from_be_bytes([last[2], last[3]]), 2 * 14 + 13);
+    fn a_frame_is_laid_out_once_in_gso_runs() {
+        let (mut buf, mut runs, mut seq) = (Vec::new(), Vec::new(), 65535);
+        // A keyframe: SPS, PPS, three full fragments and a short last one.
+        lay_out(
+            &frame(&[20, 8, 1188, 1188, 1188, 400]),
+            &mut seq,
+            3000,
+            &mut buf,
+            &mut runs,
+        );
+        let shape: Vec<(usize, usize)> = runs.iter().map(|r| (r.count, r.segment)).collect();
+        assert_eq!(shape, vec![(2, 32), (4, 1200)]);
+        assert_eq!(buf.len(), 6 * 12 + 20 + 8 + 3 * 1188 + 400);
+        assert_eq!(runs[1].start + runs[1].len, buf.len());
+        assert_eq!(seq, 5);
+        // The third datagram (the first fragment) starts with its header: sequence number 1, timestamp 3000.
+        let d = &buf[runs[1].start..];
+        assert_eq!(u16::from_be_bytes([d[2], d[3]]), 1);
+        assert_eq!(u32::from_be_bytes([d[4], d[5], d[6], d[7]]), 3000);
+        assert_eq!(d[12], 2);
     }
 }

@@ -5,9 +5,9 @@
 //! carrying it) and a direct one (camera → the same RTSP client code, `sources`, in this process → a frame
 //! complete). What the gateway adds to a frame is its arrival through the gateway less its arrival on the direct
 //! path, frame by frame (the stamp names the frame): its hub, its publisher and one UDP hop. Beside it, the
-//! floor: the same receivers fed by a sender that does no work of its own in user space ([`crate::raw_frames`]),
-//! which is what handing a frame to N loopback sockets from one core costs on this machine whatever the
-//! forwarder; the ratio column is the gateway's delta-frame p99 over the floor's p99.
+//! floor: the same frames to the same receivers from a sender that does no work of its own in user space
+//! ([`crate::raw_frames`]), which is what handing a frame to N loopback sockets from one core costs on this
+//! machine whatever the forwarder; the ratio column is the gateway's delta-frame p99 over the floor's.
 //!
 //! Both paths share the harness's core with the camera, whose software encoder runs at the idle priority
 //! ([`testdata::FixtureOptions::background_encoder`]): at normal priority the kernel let it finish its time
@@ -16,14 +16,16 @@
 //! each receiver's per-datagram kernel work, which a receiver on another machine would do on its own.
 
 use std::collections::HashMap;
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hub::{Hub, HubOptions};
+use hub::{Hub, HubFrame, HubOptions};
 use sources::{IngestHandle, IngestOptions, InputSpec, InputUrl, Transport};
 use testdata::stamp;
 
 use crate::gateway_process::GatewayProcess;
+use crate::raw_frames::FloorSender;
 use crate::report::{quantile, Row};
 use crate::sinks::{Arrival, Receive, Sinks};
 use crate::{camera, wsc_viewers, Ctx};
@@ -52,7 +54,7 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         let mut sinks = receiving.stop();
         gw.wait_viewers("cam", 0).await?;
         sinks.forget_keepalives();
-        let mut floor_ms = floor(ctx, sinks).await?;
+        let floor = floor(ctx, sinks, &direct).await?;
         let paired = Paired::new(&via, &straight);
         anyhow::ensure!(
             !paired.added.is_empty(),
@@ -73,15 +75,18 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             all[0], all[1], all[2]
         );
         let (mut through, mut direct_ms) = (paired.through_ms.clone(), paired.direct_ms.clone());
-        let floor_p99 = quantile(&mut floor_ms, 0.99);
+        let (floor_all, floor_delta) = (floor.quantiles(|_| true), floor.quantiles(|k| !k));
         r.reference = format!(
-            "direct path p50 {:.2} / p99 {:.2} ms; floor p50 {:.2} / p99 {:.2} ms",
+            "floor added p50 {:.2} / p99 {:.2} / max {:.2} ms, delta frames p99 {:.2} ms; direct path p50 {:.2} / \
+             p99 {:.2} ms",
+            floor_all[0],
+            floor_all[1],
+            floor_all[2],
+            floor_delta[1],
             quantile(&mut direct_ms, 0.5),
             quantile(&mut direct_ms, 0.99),
-            quantile(&mut floor_ms, 0.5),
-            floor_p99,
         );
-        r.ratio = Some(paired.quantiles(|k| !k)[1] / floor_p99);
+        r.ratio = Some(paired.quantiles(|k| !k)[1] / floor_delta[1]);
         // Delta frames and keyframes apart: a keyframe is many times a delta frame's packets, and every viewer's
         // copy of it leaves before the next frame's.
         let kind = |key: bool| {
@@ -93,14 +98,13 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             format!("p50 {:.2} / p99 {:.2} ms", q[0], q[1])
         };
         r.note = format!(
-            "ratio: added p99 of delta frames over the floor's p99, the floor being a one-pass sender with no \
-             user-space work, from the gateway's core to the same receivers in the same order, {} datagrams of {} \
-             bytes a frame (bench/src/raw_frames.rs); frame by frame; through the gateway p50 {:.2} / p99 {:.2} ms; added for delta frames {}, for \
+            "ratio: the delta frames' added p99 over the floor's; floor: the same frames, receivers and order, sent \
+             in one pass with no user-space work from the gateway's core (bench/src/raw_frames.rs), {} of its \
+             arrivals paired; frame by frame; through the gateway p50 {:.2} / p99 {:.2} ms; added for delta frames {}, for \
              keyframes {} ({} keyframe arrivals); {} arrivals on {} receivers, {} of them paired with the direct \
              path's {} frames; {unread_kib} KiB unread in the sampled sockets at the end; receivers take GSO \
              sends whole (UDP GRO)",
-            crate::raw_frames::DATAGRAMS_PER_FRAME,
-            crate::raw_frames::DATAGRAM_BYTES,
+            floor.added.len(),
             quantile(&mut through, 0.5),
             quantile(&mut through, 0.99),
             kind(false),
@@ -117,30 +121,28 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The floor's latencies (ms) on `sinks`, the same receivers in the same join order: [`crate::raw_frames`] from
-/// the gateway's core, while the gateway (its viewers gone) only ingests the camera.
-async fn floor(ctx: &Ctx, sinks: Sinks) -> anyhow::Result<Vec<f64>> {
+/// The floor on `sinks`, the same receivers in the same join order: the camera's frames as the direct path gets
+/// them, sent by [`crate::raw_frames`] from the gateway's core while the gateway (its viewers gone) only ingests
+/// the camera; arrivals paired with the direct path's as the gateway's are.
+async fn floor(ctx: &Ctx, sinks: Sinks, direct: &DirectPath) -> anyhow::Result<Paired> {
     let order: Vec<_> = {
         let addrs = sinks.addrs();
         sinks.join_order().into_iter().map(|i| addrs[i]).collect()
     };
     let receiving = sinks.start(true);
-    let warmup = Duration::from_secs(1);
-    let sender = tokio::spawn(crate::raw_frames::run_on(
-        ctx.gateway_cpu,
-        order,
-        warmup + ctx.window,
-    ));
-    tokio::time::sleep(warmup).await;
+    let sender = FloorSender::start(ctx.gateway_cpu, order)?;
+    direct.feed(Some(sender.feeder()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
     receiving.take_arrivals();
-    sender.await??;
-    let ms = receiving
-        .take_arrivals()
-        .iter()
-        .map(|a| a.latency_ns as f64 / 1e6)
-        .collect();
+    direct.take();
+    tokio::time::sleep(ctx.window).await;
+    let via = receiving.take_arrivals();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    direct.feed(None);
+    let straight = direct.take();
     receiving.stop();
-    Ok(ms)
+    sender.stop()?;
+    Ok(Paired::new(&via, &straight))
 }
 
 /// Each gateway-path arrival beside the direct path's arrival of the same frame.
@@ -193,6 +195,8 @@ impl Paired {
 struct DirectPath {
     ingest: IngestHandle,
     latencies: Arc<std::sync::Mutex<Vec<(u64, f64)>>>,
+    /// Where every frame also goes while the floor is measured.
+    floor: Arc<std::sync::Mutex<Option<SyncSender<Arc<HubFrame>>>>>,
     reader: tokio::task::JoinHandle<()>,
 }
 
@@ -214,21 +218,32 @@ impl DirectPath {
             Arc::new(hub.clone()),
         );
         let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let floor = Arc::new(std::sync::Mutex::new(None::<SyncSender<Arc<HubFrame>>>));
         let mut sub = hub.subscribe();
-        let sink = latencies.clone();
+        let (sink, to_floor) = (latencies.clone(), floor.clone());
         let reader = tokio::spawn(async move {
             while let Some(f) = sub.recv().await {
                 if let Some(sent) = stamp::find_stamp(&f.frame.data) {
                     let ms = stamp::monotonic_ns().saturating_sub(sent) as f64 / 1e6;
                     sink.lock().expect("not poisoned").push((sent, ms));
                 }
+                if let Some(tx) = to_floor.lock().expect("not poisoned").as_ref() {
+                    // A full queue means the floor's sender is behind: the frame is one it doesn't send.
+                    let _ = tx.try_send(f);
+                }
             }
         });
         Ok(DirectPath {
             ingest,
             latencies,
+            floor,
             reader,
         })
+    }
+
+    /// Hands every frame from now on to the floor's sender too (`None`: no more).
+    fn feed(&self, to: Option<SyncSender<Arc<HubFrame>>>) {
+        *self.floor.lock().expect("not poisoned") = to;
     }
 
     /// `(stamp, latency ms)` of the frames since the last call.
