@@ -22,4 +22,4 @@ pub mod wsc;
 
 pub use retransmit::{parse_feedback, Feedback, RtcpError, SendHistory, DEFAULT_HISTORY};
 pub use round_trip::SentReports;
-pub use rtp_out::{OutPacket, RtpOutput};
+pub use rtp_out::{OutFrame, OutPacket, RtpOutput};

@@ -6,6 +6,8 @@
 //! every keyframe) and the sequence number continues at +1. The timestamp of each frame is decided by the
 //! viewer's [`MediaClock`](crate::viewer::MediaClock) and handed in, so this type knows nothing about time.
 
+use std::sync::Arc;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use hub::{rtp_header, HubFrame};
 
@@ -40,29 +42,22 @@ impl RtpOutput {
         frame.frame.is_keyframe || !self.awaiting_keyframe
     }
 
-    /// Appends one frame's packets to `out` with `timestamp`: the header fields of each over the payload the hub
-    /// shares with every viewer, never copied. Returns false, writing nothing, for a frame that can't be decoded
-    /// here (a delta frame after a discontinuity).
-    pub fn write_frame(
-        &mut self,
-        frame: &HubFrame,
-        timestamp: u32,
-        out: &mut Vec<OutPacket>,
-    ) -> bool {
+    /// Numbers one frame's packets at `timestamp`: this viewer's header fields over the payloads the hub shares
+    /// with every viewer, never copied. `None`, numbering nothing, for a frame that can't be decoded here (a delta
+    /// frame after a discontinuity).
+    pub fn write_frame(&mut self, frame: &Arc<HubFrame>, timestamp: u32) -> Option<OutFrame> {
         if !self.accepts(frame) {
-            return false;
+            return None;
         }
         self.awaiting_keyframe = false;
-        for p in &frame.packets {
-            out.push(OutPacket {
-                seq: self.next_seq,
-                timestamp,
-                marker: p.marker,
-                payload: p.payload.clone(),
-            });
-            self.next_seq = self.next_seq.wrapping_add(1);
-        }
-        true
+        let first_seq = self.next_seq;
+        // RTP sequence numbers wrap at 16 bits; a frame's count is far below that.
+        self.next_seq = first_seq.wrapping_add(frame.packets.len() as u16);
+        Some(OutFrame {
+            first_seq,
+            timestamp,
+            frame: frame.clone(),
+        })
     }
 
     pub fn ssrc(&self) -> u32 {
@@ -71,6 +66,75 @@ impl RtpOutput {
 
     pub fn payload_type(&self) -> u8 {
         self.payload_type
+    }
+}
+
+/// One frame of a viewer's stream, unserialized: its packets are the hub frame's, numbered from `first_seq`, all
+/// at `timestamp`. A transport that sends many viewers' copies of a frame at once writes each viewer's headers
+/// from this, with no per-packet handle to the shared payloads.
+#[derive(Clone, Debug)]
+pub struct OutFrame {
+    pub first_seq: u16,
+    pub timestamp: u32,
+    pub frame: Arc<HubFrame>,
+}
+
+/// The same numbering over the same hub frame.
+impl PartialEq for OutFrame {
+    fn eq(&self, other: &Self) -> bool {
+        self.first_seq == other.first_seq
+            && self.timestamp == other.timestamp
+            && Arc::ptr_eq(&self.frame, &other.frame)
+    }
+}
+
+impl Eq for OutFrame {}
+
+impl OutFrame {
+    /// Packets in the frame.
+    pub fn len(&self) -> usize {
+        self.frame.packets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frame.packets.is_empty()
+    }
+
+    /// Header and payload bytes of all its packets.
+    pub fn bytes(&self) -> u64 {
+        self.frame
+            .packets
+            .iter()
+            .map(|p| 12 + p.payload.len() as u64)
+            .sum()
+    }
+
+    /// Packet `k`'s 12-byte RTP header for this viewer's payload type and SSRC.
+    pub fn header(&self, k: usize, payload_type: u8, ssrc: u32) -> [u8; 12] {
+        let mut h = [0u8; 12];
+        rtp_header(
+            &mut h,
+            payload_type,
+            self.frame.packets[k].marker,
+            self.first_seq.wrapping_add(k as u16),
+            self.timestamp,
+            ssrc,
+        );
+        h
+    }
+
+    /// Its packets one by one, each holding a handle to its shared payload.
+    pub fn packets(&self) -> impl Iterator<Item = OutPacket> + '_ {
+        self.frame
+            .packets
+            .iter()
+            .enumerate()
+            .map(|(k, p)| OutPacket {
+                seq: self.first_seq.wrapping_add(k as u16),
+                timestamp: self.timestamp,
+                marker: p.marker,
+                payload: p.payload.clone(),
+            })
     }
 }
 
@@ -147,6 +211,13 @@ pub(crate) mod tests {
         }
     }
 
+    /// What `write_frame` numbered, packet by packet.
+    fn write(o: &mut RtpOutput, f: HubFrame, ts: u32, out: &mut Vec<OutPacket>) -> bool {
+        o.write_frame(&Arc::new(f), ts)
+            .map(|f| out.extend(f.packets()))
+            .is_some()
+    }
+
     fn seq(p: &Bytes) -> u16 {
         u16::from_be_bytes([p[2], p[3]])
     }
@@ -156,11 +227,11 @@ pub(crate) mod tests {
         let mut o = RtpOutput::new(7, 96, 65534);
         let mut parts = Vec::new();
         assert!(
-            !o.write_frame(&hf(false, 0, 2), 0, &mut parts),
+            !write(&mut o, hf(false, 0, 2), 0, &mut parts),
             "no start on a delta frame"
         );
-        assert!(o.write_frame(&hf(true, 3000, 3), 0, &mut parts));
-        assert!(o.write_frame(&hf(false, 6000, 2), 3000, &mut parts));
+        assert!(write(&mut o, hf(true, 3000, 3), 0, &mut parts));
+        assert!(write(&mut o, hf(false, 6000, 2), 3000, &mut parts));
         let out: Vec<Bytes> = parts.iter().map(|p| p.to_bytes(96, 7)).collect();
         let seqs: Vec<u16> = out.iter().map(seq).collect();
         assert_eq!(seqs, vec![65534, 65535, 0, 1, 2]);
@@ -178,19 +249,32 @@ pub(crate) mod tests {
     fn a_discontinuity_waits_for_a_keyframe_and_keeps_numbering() {
         let mut o = RtpOutput::new(1, 96, 100);
         let mut parts = Vec::new();
-        o.write_frame(&hf(true, 0, 1), 0, &mut parts);
+        write(&mut o, hf(true, 0, 1), 0, &mut parts);
         o.discontinuity();
-        assert!(!o.write_frame(&hf(false, 9_000_000, 1), 1, &mut parts));
-        assert!(o.write_frame(&hf(true, 9_003_600, 1), 2, &mut parts));
+        assert!(!write(&mut o, hf(false, 9_000_000, 1), 1, &mut parts));
+        assert!(write(&mut o, hf(true, 9_003_600, 1), 2, &mut parts));
         let seqs: Vec<u16> = parts.iter().map(|p| p.seq).collect();
         assert_eq!(seqs, vec![100, 101]);
     }
 
     #[test]
     fn packets_share_the_hub_payload() {
-        let frame = hf(true, 0, 2);
-        let mut parts = Vec::new();
-        RtpOutput::new(9, 102, 500).write_frame(&frame, 0, &mut parts);
+        let frame = Arc::new(hf(true, 0, 2));
+        let out = RtpOutput::new(9, 102, 500).write_frame(&frame, 0).unwrap();
+        let parts: Vec<OutPacket> = out.packets().collect();
         assert_eq!(parts[0].payload.as_ptr(), frame.packets[0].payload.as_ptr());
+    }
+
+    #[test]
+    fn a_frames_headers_are_its_packets_headers() {
+        let frame = Arc::new(hf(true, 0, 3));
+        let out = RtpOutput::new(9, 102, 65535)
+            .write_frame(&frame, 1234)
+            .unwrap();
+        assert_eq!(out.len(), 3);
+        for (k, p) in out.packets().enumerate() {
+            assert_eq!(out.header(k, 102, 9), p.header(102, 9));
+        }
+        assert_eq!(out.bytes(), 3 * (12 + 2));
     }
 }

@@ -50,9 +50,11 @@ fn two_inputs_stitched_into_one_stream_decode() {
     let mut written = 0;
     let drain = |core: &mut ViewerCore, packets: &mut Vec<OutPacket>, written: &mut usize| {
         while let Some(o) = core.poll_output() {
-            if let ViewerOutput::Packet(p) = o {
-                *written += usize::from(p.marker);
-                packets.push(p);
+            if let ViewerOutput::Frame(f) = o {
+                for p in f.packets() {
+                    *written += usize::from(p.marker);
+                    packets.push(p);
+                }
             }
         }
     };

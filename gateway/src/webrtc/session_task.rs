@@ -142,23 +142,31 @@ impl SessionTask {
         let track = peer.track.clone();
         let why: &str = 'session: loop {
             while let Some(o) = core.poll_output() {
-                match o {
-                    ViewerOutput::Packet(p) | ViewerOutput::Resend(p) => {
-                        let marker = p.marker;
-                        let packet = rtp_packet(p, payload_type, ssrc);
-                        if track.write_rtp(packet).await.is_err() {
-                            break 'session "connection gone";
-                        }
-                        if marker {
-                            live.lock().frame_sent();
-                        }
-                    }
+                let media: Vec<OutPacket> = match o {
+                    ViewerOutput::Frame(f) => f.packets().collect(),
+                    ViewerOutput::Resend(p) => vec![p],
                     // Until the connection is up nothing could be sent: the input opens then, so a viewer that
                     // never connects costs no hub subscription or player.
-                    ViewerOutput::Input(req) if !connected => deferred = Some(req),
-                    ViewerOutput::Input(req) => start_input(&mut inputs, &mut core, req),
+                    ViewerOutput::Input(req) if !connected => {
+                        deferred = Some(req);
+                        continue;
+                    }
+                    ViewerOutput::Input(req) => {
+                        start_input(&mut inputs, &mut core, req);
+                        continue;
+                    }
                     // One codec, negotiated once: new parameter sets travel in-band before each keyframe.
-                    ViewerOutput::Params(_) | ViewerOutput::Mode(_) => {}
+                    ViewerOutput::Params(_) | ViewerOutput::Mode(_) => continue,
+                };
+                for p in media {
+                    let marker = p.marker;
+                    let packet = rtp_packet(p, payload_type, ssrc);
+                    if track.write_rtp(packet).await.is_err() {
+                        break 'session "connection gone";
+                    }
+                    if marker {
+                        live.lock().frame_sent();
+                    }
                 }
             }
             live.lock().keyframe_requests_answered = core.stats().keyframe_requests_answered;

@@ -103,8 +103,8 @@ impl SharedTask {
         let mut stream_check = tokio::time::interval(STREAM_CHECK);
         let mut packets: Vec<rtp::Packet> = Vec::with_capacity(BATCH);
         let why: &str = 'session: loop {
-            // What the viewer core has to send, written through the interceptors and SRTP and sent, at most
-            // BATCH packets at a time: a GOP from the cache is hundreds of packets, and every queue it passes
+            // What the viewer core has to send, written through the interceptors and SRTP and sent, about
+            // BATCH packets at a time (whole frames: a turn ends at the first frame that reaches it): a GOP from the cache is hundreds of packets, and every queue it passes
             // through (ours, the interceptors', the connection's) would keep a burst's capacity for the session's
             // lifetime.
             let mut turn = Turn::default();
@@ -114,10 +114,20 @@ impl SharedTask {
                 let mut full = false;
                 while let Some(o) = core.poll_output() {
                     match o {
-                        ViewerOutput::Packet(p) | ViewerOutput::Resend(p) => {
+                        ViewerOutput::Frame(f) => {
+                            for p in f.packets() {
+                                frames += usize::from(p.marker);
+                                packets.push(rtp_packet(p, payload_type, ssrc));
+                            }
+                            if packets.len() >= BATCH {
+                                full = true;
+                                break;
+                            }
+                        }
+                        ViewerOutput::Resend(p) => {
                             frames += usize::from(p.marker);
                             packets.push(rtp_packet(p, payload_type, ssrc));
-                            if packets.len() == BATCH {
+                            if packets.len() >= BATCH {
                                 full = true;
                                 break;
                             }

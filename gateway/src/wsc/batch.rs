@@ -2,11 +2,16 @@
 //! RTP packets of a frame here (its header, the payload the hub shares), and the batch groups them into messages,
 //! one per run of equal-size datagrams to one address, the way UDP GSO (`UDP_SEGMENT`) takes them: equal
 //! segments, the last one may be shorter. Nothing is copied: a message is a list of (header, payload) pieces that
-//! the kernel gathers itself ([`super::mmsg`]).
+//! the kernel gathers itself ([`super::mmsg`]). A viewer's frame goes in whole ([`Batch::push_frame`]): its
+//! headers are written here and its payloads are named by the hub frame, which the batch holds once however many
+//! viewers' copies it carries, so the pass touches no per-packet handle.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use hub::HubFrame;
+use publishers::OutFrame;
 
 /// Bytes of one GSO message, at most (a UDP datagram's limit, less IP and UDP headers).
 pub const MAX_MESSAGE_BYTES: usize = 65_000;
@@ -23,11 +28,23 @@ pub struct Message {
     pub closed: bool,
 }
 
+/// Where a datagram's payload is.
+enum Payload {
+    /// Packet `packet` of the batch's frame `frame`.
+    Shared {
+        frame: u32,
+        packet: u32,
+    },
+    Own(Bytes),
+}
+
 /// Datagrams of many viewers, in order, grouped into messages.
 #[derive(Default)]
 pub struct Batch {
     headers: Vec<[u8; 12]>,
-    payloads: Vec<Bytes>,
+    payloads: Vec<Payload>,
+    /// The hub frames the shared payloads are in; consecutive viewers' copies of one frame share an entry.
+    frames: Vec<Arc<HubFrame>>,
     messages: Vec<Message>,
 }
 
@@ -35,9 +52,41 @@ impl Batch {
     /// Adds one RTP packet to `to`. `max_segments`: datagrams per message the socket's GSO takes (1: no GSO).
     pub fn push(&mut self, to: SocketAddr, header: [u8; 12], payload: Bytes, max_segments: usize) {
         let len = header.len() + payload.len();
-        let index = self.headers.len();
         self.headers.push(header);
-        self.payloads.push(payload);
+        self.payloads.push(Payload::Own(payload));
+        self.place(to, len, max_segments);
+    }
+
+    /// Adds a viewer's whole frame to `to`, its headers written for `payload_type` and `ssrc`.
+    pub fn push_frame(
+        &mut self,
+        to: SocketAddr,
+        frame: &OutFrame,
+        payload_type: u8,
+        ssrc: u32,
+        max_segments: usize,
+    ) {
+        let same = self
+            .frames
+            .last()
+            .is_some_and(|f| Arc::ptr_eq(f, &frame.frame));
+        if !same {
+            self.frames.push(frame.frame.clone());
+        }
+        let at = (self.frames.len() - 1) as u32;
+        for (k, p) in frame.frame.packets.iter().enumerate() {
+            self.headers.push(frame.header(k, payload_type, ssrc));
+            self.payloads.push(Payload::Shared {
+                frame: at,
+                packet: k as u32,
+            });
+            self.place(to, 12 + p.payload.len(), max_segments);
+        }
+    }
+
+    /// Puts the datagram just added, of `len` bytes to `to`, into the last message or a new one.
+    fn place(&mut self, to: SocketAddr, len: usize, max_segments: usize) {
+        let index = self.headers.len() - 1;
         if let Some(m) = self.messages.last_mut() {
             let joins = m.to == to
                 && !m.closed
@@ -64,8 +113,14 @@ impl Batch {
     }
 
     /// Datagram `i`: its header and payload.
-    pub fn datagram(&self, i: usize) -> (&[u8; 12], &Bytes) {
-        (&self.headers[i], &self.payloads[i])
+    pub fn datagram(&self, i: usize) -> (&[u8; 12], &[u8]) {
+        let payload = match &self.payloads[i] {
+            Payload::Shared { frame, packet } => {
+                &self.frames[*frame as usize].packets[*packet as usize].payload[..]
+            }
+            Payload::Own(b) => &b[..],
+        };
+        (&self.headers[i], payload)
     }
 
     pub fn datagrams(&self) -> usize {
@@ -80,6 +135,7 @@ impl Batch {
     pub fn clear(&mut self) {
         self.headers.clear();
         self.payloads.clear();
+        self.frames.clear();
         self.messages.clear();
     }
 }
@@ -151,6 +207,83 @@ mod tests {
             push(&mut b, 1, 1188, 64);
         }
         assert_eq!(shape(&b), vec![(1, 0, 54, 1200), (1, 54, 6, 1200)]);
+    }
+
+    /// A hub frame of payloads `bodies` bytes long (marker on the last).
+    fn hub_frame(bodies: &[usize]) -> Arc<HubFrame> {
+        let params = Arc::new(sources::ParameterSets {
+            codec: sources::Codec::H264,
+            vps: None,
+            sps: Bytes::from_static(&[0x67]),
+            pps: Bytes::from_static(&[0x68]),
+            width: 1,
+            height: 1,
+            rfc6381_codec: None,
+        });
+        Arc::new(HubFrame {
+            frame: sources::Frame {
+                codec: sources::Codec::H264,
+                data: Bytes::new(),
+                pts_90k: 0,
+                wall_ms: 0,
+                is_keyframe: false,
+                params,
+                is_slate: false,
+                starts_run: false,
+            },
+            packets: bodies
+                .iter()
+                .enumerate()
+                .map(|(k, &n)| hub::RtpPayload {
+                    payload: Bytes::from(vec![k as u8; n]),
+                    marker: k + 1 == bodies.len(),
+                })
+                .collect(),
+            index: 0,
+        })
+    }
+
+    #[test]
+    fn a_frame_pushed_whole_is_its_packets_over_the_hubs_payloads() {
+        let f = hub_frame(&[1188, 1188, 400]);
+        let mut b = Batch::default();
+        for (port, first_seq) in [(1, 100u16), (2, 65535)] {
+            let out = OutFrame {
+                first_seq,
+                timestamp: 9000,
+                frame: f.clone(),
+            };
+            b.push_frame(addr(port), &out, 96, u32::from(port), 64);
+        }
+        assert_eq!(shape(&b), vec![(1, 0, 3, 1200), (2, 3, 3, 1200)]);
+        assert_eq!(b.frames.len(), 1, "one handle for every viewer's copy");
+        let seq = |i| {
+            let (h, _) = b.datagram(i);
+            u16::from_be_bytes([h[2], h[3]])
+        };
+        assert_eq!(
+            (0..6).map(seq).collect::<Vec<_>>(),
+            [100, 101, 102, 65535, 0, 1]
+        );
+        for i in 0..6 {
+            let (h, payload) = b.datagram(i);
+            assert_eq!(payload.as_ptr(), f.packets[i % 3].payload.as_ptr());
+            assert_eq!(h[1] & 0x80 != 0, i % 3 == 2, "marker on the last");
+            assert_eq!(&h[8..12], &(1 + i as u32 / 3).to_be_bytes());
+        }
+        // A different frame after it gets its own handle; a packet of its own keeps its bytes.
+        let g = hub_frame(&[100]);
+        let out = OutFrame {
+            first_seq: 7,
+            timestamp: 12000,
+            frame: g,
+        };
+        b.push_frame(addr(1), &out, 96, 1, 64);
+        b.push(addr(1), [0x80; 12], Bytes::from_static(b"resent"), 64);
+        assert_eq!(b.frames.len(), 2);
+        assert_eq!(b.datagram(7).1, b"resent");
+        b.clear();
+        assert!(b.frames.is_empty() && b.is_empty());
     }
 
     #[test]

@@ -103,7 +103,7 @@ impl MemberState {
         let mut packets = 0;
         loop {
             match self.session.peek_output() {
-                Some(Output::Rtp { .. }) => {}
+                Some(Output::Rtp { .. } | Output::RtpFrame { .. }) => {}
                 Some(_) => break,
                 None => {
                     // Polling the empty queue lets the session give back the room a GOP burst took.
@@ -111,16 +111,26 @@ impl MemberState {
                     break;
                 }
             }
-            let Some(Output::Rtp {
-                to,
-                header,
-                payload,
-            }) = self.session.poll_output()
-            else {
-                unreachable!("peeked");
-            };
-            batch.push(to, header, payload, max_segments);
-            packets += 1;
+            match self.session.poll_output() {
+                Some(Output::RtpFrame {
+                    to,
+                    frame,
+                    payload_type,
+                    ssrc,
+                }) => {
+                    batch.push_frame(to, &frame, payload_type, ssrc, max_segments);
+                    packets += frame.len();
+                }
+                Some(Output::Rtp {
+                    to,
+                    header,
+                    payload,
+                }) => {
+                    batch.push(to, header, payload, max_segments);
+                    packets += 1;
+                }
+                _ => unreachable!("peeked"),
+            }
         }
         if packets > 0 {
             self.in_flight = true;
@@ -581,8 +591,11 @@ mod tests {
             matches!(a.session.peek_output(), Some(Output::WsText(t)) if t.contains("\"sdp\""))
         );
         let rest: Vec<Output> = std::iter::from_fn(|| a.session.poll_output()).collect();
-        assert_eq!(rest.len(), 4, "sdp, then SPS, PPS, slice: {rest:?}");
-        assert!(rest[1..].iter().all(|o| matches!(o, Output::Rtp { .. })));
+        assert_eq!(rest.len(), 2, "sdp, then the frame: {rest:?}");
+        assert!(
+            matches!(&rest[1], Output::RtpFrame { frame, .. } if frame.len() == 3),
+            "SPS, PPS, slice: {rest:?}"
+        );
         let feed = a.take_feed().expect("given back");
         assert_eq!(feed.generation, a.session.generation());
         assert_eq!(a.forward(t0, &mut batch, 64, &mut noop()), Step::Left);

@@ -145,10 +145,12 @@ impl Turns {
         while let Some(o) = st.session.poll_output() {
             pending.push_back(o);
         }
-        let own = pending
-            .iter()
-            .skip(before)
-            .any(|o| matches!(o, Output::Rtp { .. } | Output::Input(_)));
+        let own = pending.iter().skip(before).any(|o| {
+            matches!(
+                o,
+                Output::Rtp { .. } | Output::RtpFrame { .. } | Output::Input(_)
+            )
+        });
         let given_back = !st.is_fed();
         if given_back || own || !forwarder::forwardable(&st.session) {
             if let Some(feed) = st.take_feed() {
@@ -239,7 +241,10 @@ pub async fn run(
         let mut waited = false;
         while let Some(out) = pending.pop_front() {
             // Datagrams gather until something else is due, which must not overtake them.
-            if !matches!(out, Output::Rtp { .. } | Output::Datagram { .. }) {
+            if !matches!(
+                out,
+                Output::Rtp { .. } | Output::RtpFrame { .. } | Output::Datagram { .. }
+            ) {
                 datagrams.flush(&svc.udp).await;
             }
             let ok = match out {
@@ -257,6 +262,25 @@ pub async fn run(
                         body: payload,
                     };
                     datagrams.push(&svc.udp, to, datagram).await;
+                    true
+                }
+                Output::RtpFrame {
+                    to,
+                    frame,
+                    payload_type,
+                    ssrc,
+                } => {
+                    if !waited {
+                        turns.member.wait_sent().await;
+                        waited = true;
+                    }
+                    for p in frame.packets() {
+                        let datagram = Datagram {
+                            header: Some(p.header(payload_type, ssrc)),
+                            body: p.payload,
+                        };
+                        datagrams.push(&svc.udp, to, datagram).await;
+                    }
                     true
                 }
                 Output::Datagram { to, data } => {

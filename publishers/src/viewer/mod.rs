@@ -4,7 +4,8 @@
 //!
 //! Run loop (as str0m's `Rtc`): the transport's task feeds it frames (tagged with the generation of the input they
 //! came from), player events, RTCP feedback, control commands and time, drains [`ViewerCore::poll_output`], and
-//! sleeps until [`ViewerCore::poll_timeout`]. Outputs are packets to send, retransmissions, parameter-set changes,
+//! sleeps until [`ViewerCore::poll_timeout`]. Outputs are frames to send (numbered packets over the hub's shared
+//! payloads, [`OutFrame`]), retransmissions, parameter-set changes,
 //! mode reports, and [`InputRequest`]s: "feed me from the live hub / from a DVR player at T / from nothing".
 //!
 //! Every switch of input is explicit (and so is a new run of the live stream, which the ingest marks on the frame:
@@ -36,9 +37,9 @@ use repair::RepairBudget;
 pub use repair::REPAIR_BURST_BYTES;
 
 use crate::retransmit::{Feedback, SendHistory};
-use crate::rtp_out::{OutPacket, RtpOutput};
+use crate::rtp_out::{OutFrame, OutPacket, RtpOutput};
 
-/// Outputs (and packets of a frame) a drained queue keeps room for: a delta frame's packets and a few messages.
+/// Outputs a drained queue keeps room for: a few frames and messages.
 /// A keyframe or a joining GOP burst grows the queues for a moment only.
 pub(crate) const ROOM_KEPT: usize = 64;
 
@@ -88,8 +89,8 @@ impl ViewerOptions {
 /// What the core wants done.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ViewerOutput {
-    /// A new media packet.
-    Packet(OutPacket),
+    /// A new frame's packets.
+    Frame(OutFrame),
     /// A packet sent again (NACK).
     Resend(OutPacket),
     /// The parameter sets of what is sent changed (WSC-RTP sends a new `sdp`).
@@ -148,7 +149,6 @@ pub struct ViewerCore {
     last_keyframe_answer: Option<Instant>,
     next_report: Option<Instant>,
     out: VecDeque<ViewerOutput>,
-    packets: Vec<OutPacket>,
     stats: ViewerStats,
 }
 
@@ -170,7 +170,6 @@ impl ViewerCore {
             last_keyframe_answer: None,
             next_report: None,
             out: VecDeque::new(),
-            packets: Vec::new(),
             stats: ViewerStats::default(),
             opts,
         };
@@ -556,22 +555,21 @@ impl ViewerCore {
         }
         let timestamp = self.clock.timestamp(now, f.frame.pts_90k);
         self.stats.frames_caught_up = self.clock.squeezed();
-        let mut packets = std::mem::take(&mut self.packets);
-        self.rtp.write_frame(f, timestamp, &mut packets);
+        let Some(out) = self.rtp.write_frame(f, timestamp) else {
+            return;
+        };
         self.stats.frames_sent += 1;
-        if let (Some(h), Some(first)) = (&mut self.history, packets.first()) {
-            h.push_frame(first.seq, timestamp, f.clone());
+        if out.is_empty() {
+            return;
         }
-        for p in packets.drain(..) {
-            let bytes = 12 + p.payload.len() as u64;
-            self.stats.packets_sent += 1;
-            self.stats.bytes_sent += bytes;
-            self.repair.earn(bytes);
-            self.out.push_back(ViewerOutput::Packet(p));
+        if let Some(h) = &mut self.history {
+            h.push_frame(out.first_seq, timestamp, f.clone());
         }
-        // A keyframe grows this for a moment; don't keep its room for the session's life.
-        packets.shrink_to(ROOM_KEPT);
-        self.packets = packets;
+        let bytes = out.bytes();
+        self.stats.packets_sent += out.len() as u64;
+        self.stats.bytes_sent += bytes;
+        self.repair.earn(bytes);
+        self.out.push_back(ViewerOutput::Frame(out));
     }
 
     fn note_params(&mut self, params: &Arc<ParameterSets>) {

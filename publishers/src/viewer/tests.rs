@@ -45,7 +45,7 @@ impl Viewer {
     fn drain(&mut self) {
         while let Some(o) = self.core.poll_output() {
             match o {
-                ViewerOutput::Packet(p) => self.sent.push(p),
+                ViewerOutput::Frame(f) => self.sent.extend(f.packets()),
                 ViewerOutput::Resend(_) => {}
                 ViewerOutput::Params(_) => self.params += 1,
                 ViewerOutput::Mode(m) => self.modes.push(m),
@@ -404,9 +404,7 @@ fn frames_in_a_codec_the_transport_did_not_negotiate_are_never_sent() {
     let mut core = ViewerCore::new(now, opts, StartAt::Live);
     core.set_ready(now);
     core.handle_frame(now, core.generation(), frame(0, 5, 0));
-    assert!(
-        std::iter::from_fn(|| core.poll_output()).all(|o| !matches!(o, ViewerOutput::Packet(_)))
-    );
+    assert!(std::iter::from_fn(|| core.poll_output()).all(|o| !matches!(o, ViewerOutput::Frame(_))));
 }
 
 #[test]
@@ -417,13 +415,14 @@ fn live_frames_wait_for_the_transport_from_the_last_keyframe() {
     for i in 0..8 {
         core.handle_frame(now, g, frame(i, 5, 0));
     }
-    assert!(
-        std::iter::from_fn(|| core.poll_output()).all(|o| !matches!(o, ViewerOutput::Packet(_)))
-    );
+    assert!(std::iter::from_fn(|| core.poll_output()).all(|o| !matches!(o, ViewerOutput::Frame(_))));
     core.set_ready(now);
-    let sent = std::iter::from_fn(|| core.poll_output())
-        .filter(|o| matches!(o, ViewerOutput::Packet(_)))
-        .count();
+    let sent: usize = std::iter::from_fn(|| core.poll_output())
+        .map(|o| match o {
+            ViewerOutput::Frame(f) => f.len(),
+            _ => 0,
+        })
+        .sum();
     assert_eq!(sent, 3 * 2, "the GOP from frame 5 on");
 }
 
@@ -525,9 +524,9 @@ fn a_nack_flood_draws_at_most_a_quarter_of_the_media_and_one_burst() {
             let mut answer = 0;
             while let Some(o) = v.core.poll_output() {
                 match o {
-                    ViewerOutput::Packet(p) => {
-                        sent_bytes += 12 + p.payload.len() as u64;
-                        v.sent.push(p);
+                    ViewerOutput::Frame(f) => {
+                        sent_bytes += f.bytes();
+                        v.sent.extend(f.packets());
                     }
                     ViewerOutput::Resend(p) => answer += 12 + p.payload.len() as u64,
                     _ => {}

@@ -26,7 +26,7 @@ use super::messages::{
 };
 use super::path::{PathOptions, UdpPath, Verdict};
 use crate::retransmit::parse_feedback;
-use crate::rtp_out::OutPacket;
+use crate::rtp_out::{OutFrame, OutPacket};
 use crate::sdp;
 use crate::viewer::{
     Command, InputEvent, InputRequest, ModeName, ModeReport, ModeView, StartAt, ViewerCore,
@@ -149,6 +149,15 @@ pub enum Output {
         to: SocketAddr,
         header: [u8; 12],
         payload: Bytes,
+    },
+    /// A frame's media datagrams, each this viewer's RTP header and the payload the hub shares (see
+    /// [`OutFrame`]): one output for a frame, so a transport sending many viewers' copies at once handles no
+    /// per-packet handle.
+    RtpFrame {
+        to: SocketAddr,
+        frame: OutFrame,
+        payload_type: u8,
+        ssrc: u32,
     },
     /// Media now goes to this address: route its RTCP to this session (`None`: no address any more).
     UdpPeer(Option<SocketAddr>),
@@ -412,11 +421,11 @@ impl WscSession {
         }
         while let Some(o) = self.core.poll_output() {
             match o {
-                ViewerOutput::Packet(p) => {
+                ViewerOutput::Frame(f) => {
                     if self.first_packet_after.is_none() {
                         self.first_packet_after = Some(now.saturating_duration_since(self.started));
                     }
-                    self.emit_media(p);
+                    self.emit_frame(f);
                 }
                 ViewerOutput::Resend(p) => self.emit_media(p),
                 ViewerOutput::Params(p) => self.announce_params(p),
@@ -588,8 +597,28 @@ impl WscSession {
         self.core.set_ready(now);
     }
 
-    /// Takes the packet by value: its payload handle moves on instead of being cloned and dropped, two atomic
-    /// operations per packet and viewer saved on the pass.
+    /// A frame leaves as one output on UDP, where the forwarder writes its headers straight into a batch; the
+    /// WebSocket takes it packet by packet, each in one buffer.
+    fn emit_frame(&mut self, frame: OutFrame) {
+        let (payload_type, ssrc) = (self.core.payload_type(), self.core.ssrc());
+        match (self.path, self.udp.peer()) {
+            (Path::Udp, Some(to)) => self.out.push_back(Output::RtpFrame {
+                to,
+                frame,
+                payload_type,
+                ssrc,
+            }),
+            (Path::WebSocket, _) => {
+                for p in frame.packets() {
+                    self.out
+                        .push_back(Output::WsBinary(p.to_bytes(payload_type, ssrc)));
+                }
+            }
+            (Path::Udp | Path::AwaitingProof { .. }, _) => {}
+        }
+    }
+
+    /// Takes the packet by value: its payload handle moves on instead of being cloned and dropped.
     fn emit_media(&mut self, p: OutPacket) {
         let (pt, ssrc) = (self.core.payload_type(), self.core.ssrc());
         match (self.path, self.udp.peer()) {

@@ -100,14 +100,23 @@ fn texts(outs: &[Output]) -> Vec<serde_json::Value> {
 
 fn datagrams_to(outs: &[Output], addr: SocketAddr) -> Vec<Bytes> {
     outs.iter()
-        .filter_map(|o| match o {
-            Output::Datagram { to, data } if *to == addr => Some(data.clone()),
+        .flat_map(|o| match o {
+            Output::Datagram { to, data } if *to == addr => vec![data.clone()],
             Output::Rtp {
                 to,
                 header,
                 payload,
-            } if *to == addr => Some([&header[..], payload].concat().into()),
-            _ => None,
+            } if *to == addr => vec![[&header[..], payload].concat().into()],
+            Output::RtpFrame {
+                to,
+                frame,
+                payload_type,
+                ssrc,
+            } if *to == addr => frame
+                .packets()
+                .map(|p| p.to_bytes(*payload_type, *ssrc))
+                .collect(),
+            _ => vec![],
         })
         .collect()
 }
@@ -125,8 +134,12 @@ fn answers_to(outs: &[Output], addr: SocketAddr) -> Vec<Bytes> {
 /// Media packets among `outs` sent to `addr`.
 fn media_to(outs: &[Output], addr: SocketAddr) -> usize {
     outs.iter()
-        .filter(|o| matches!(o, Output::Rtp { to, .. } if *to == addr))
-        .count()
+        .map(|o| match o {
+            Output::Rtp { to, .. } if *to == addr => 1,
+            Output::RtpFrame { to, frame, .. } if *to == addr => frame.len(),
+            _ => 0,
+        })
+        .sum()
 }
 
 fn datagram(s: &mut WscSession, t: Instant, from: SocketAddr, data: &[u8]) -> Vec<Output> {
@@ -179,7 +192,10 @@ fn init_then_media_only_after_a_valid_proof_starting_at_a_keyframe() {
     assert!(
         outs.iter().all(|o| !matches!(
             o,
-            Output::Datagram { .. } | Output::Rtp { .. } | Output::WsBinary(_)
+            Output::Datagram { .. }
+                | Output::Rtp { .. }
+                | Output::RtpFrame { .. }
+                | Output::WsBinary(_)
         )),
         "held back"
     );
