@@ -123,18 +123,20 @@ impl OutFrame {
         h
     }
 
-    /// Its packets one by one, each holding a handle to its shared payload.
+    /// Packet `k`, holding a handle to its shared payload.
+    pub fn packet(&self, k: usize) -> OutPacket {
+        let p = &self.frame.packets[k];
+        OutPacket {
+            seq: self.first_seq.wrapping_add(k as u16),
+            timestamp: self.timestamp,
+            marker: p.marker,
+            payload: p.payload.clone(),
+        }
+    }
+
+    /// Its packets one by one.
     pub fn packets(&self) -> impl Iterator<Item = OutPacket> + '_ {
-        self.frame
-            .packets
-            .iter()
-            .enumerate()
-            .map(|(k, p)| OutPacket {
-                seq: self.first_seq.wrapping_add(k as u16),
-                timestamp: self.timestamp,
-                marker: p.marker,
-                payload: p.payload.clone(),
-            })
+        (0..self.len()).map(|k| self.packet(k))
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hub::Hub;
 use parking_lot::Mutex;
 use publishers::viewer::ViewerOutput;
-use publishers::Feedback;
+use publishers::{Feedback, OutFrame};
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::state::RTCPeerConnectionState;
@@ -68,6 +68,25 @@ fn drain(pc: &mut RTCPeerConnection, turn: &mut Turn) {
     }
 }
 
+/// Moves `f`'s packets from `k` on into `packets` (counting the frames they end) until it holds [`BATCH`]; the
+/// frame and its next packet if it was cut there.
+fn fill(
+    f: OutFrame,
+    mut k: usize,
+    packets: &mut Vec<rtp::Packet>,
+    frames: &mut usize,
+    payload_type: u8,
+    ssrc: u32,
+) -> Option<(OutFrame, usize)> {
+    while k < f.len() && packets.len() < BATCH {
+        let p = f.packet(k);
+        *frames += usize::from(p.marker);
+        packets.push(rtp_packet(p, payload_type, ssrc));
+        k += 1;
+    }
+    (k < f.len()).then_some((f, k))
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
@@ -102,35 +121,35 @@ impl SharedTask {
         let mut deferred = None;
         let mut stream_check = tokio::time::interval(STREAM_CHECK);
         let mut packets: Vec<rtp::Packet> = Vec::with_capacity(BATCH);
+        // A frame cut at the end of a turn, and its next packet.
+        let mut cut: Option<(OutFrame, usize)> = None;
         let why: &str = 'session: loop {
-            // What the viewer core has to send, written through the interceptors and SRTP and sent, about
-            // BATCH packets at a time (whole frames: a turn ends at the first frame that reaches it): a GOP from the cache is hundreds of packets, and every queue it passes
-            // through (ours, the interceptors', the connection's) would keep a burst's capacity for the session's
-            // lifetime.
+            // What the viewer core has to send, written through the interceptors and SRTP and sent, at most
+            // BATCH packets at a time (a keyframe is cut across turns): a GOP from the cache is hundreds of
+            // packets, and every queue it passes through (ours, the interceptors', the connection's) would keep a
+            // burst's capacity for the session's lifetime.
             let mut turn = Turn::default();
             let mut pc_wake;
             loop {
                 let mut frames = 0;
                 let mut full = false;
-                while let Some(o) = core.poll_output() {
+                if let Some((f, k)) = cut.take() {
+                    cut = fill(f, k, &mut packets, &mut frames, payload_type, ssrc);
+                    full = packets.len() == BATCH;
+                }
+                while !full {
+                    let Some(o) = core.poll_output() else {
+                        break;
+                    };
                     match o {
                         ViewerOutput::Frame(f) => {
-                            for p in f.packets() {
-                                frames += usize::from(p.marker);
-                                packets.push(rtp_packet(p, payload_type, ssrc));
-                            }
-                            if packets.len() >= BATCH {
-                                full = true;
-                                break;
-                            }
+                            cut = fill(f, 0, &mut packets, &mut frames, payload_type, ssrc);
+                            full = packets.len() == BATCH;
                         }
                         ViewerOutput::Resend(p) => {
                             frames += usize::from(p.marker);
                             packets.push(rtp_packet(p, payload_type, ssrc));
-                            if packets.len() >= BATCH {
-                                full = true;
-                                break;
-                            }
+                            full = packets.len() == BATCH;
                         }
                         // Until the connection is up nothing could be sent: the input opens then, so a viewer
                         // that never connects costs no hub subscription or player.
@@ -253,5 +272,41 @@ fn tagged(d: Datagram) -> TaggedBytesMut {
             },
         },
         message: d.data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_frames::hub_frame;
+
+    #[test]
+    fn a_frame_longer_than_a_turn_is_cut_and_goes_on_in_order() {
+        let f = OutFrame {
+            first_seq: 65530,
+            timestamp: 9000,
+            frame: hub_frame(&[1000; 40]),
+        };
+        // The turn already holds one packet (a retransmission, say): the frame fills the rest of it.
+        let (mut packets, mut frames) = (Vec::new(), 0);
+        packets.push(rtp_packet(f.packet(0), 96, 7));
+        let cut = fill(f.clone(), 0, &mut packets, &mut frames, 96, 7);
+        assert_eq!(packets.len(), BATCH);
+        assert_eq!(frames, 0, "its marker is not in the turn yet");
+        let (rest, k) = cut.expect("cut");
+        assert_eq!(k, BATCH - 1);
+        let seqs = |p: &[rtp::Packet]| -> Vec<u16> {
+            p.iter().map(|p| p.header.sequence_number).collect()
+        };
+        assert_eq!(seqs(&packets[1..3]), [65530, 65531]);
+        packets.clear();
+        assert!(fill(rest, k, &mut packets, &mut frames, 96, 7).is_none());
+        assert_eq!(packets.len(), 40 - (BATCH - 1));
+        assert_eq!(
+            packets[0].header.sequence_number,
+            65530u16.wrapping_add(k as u16)
+        );
+        assert!(packets.last().unwrap().header.marker);
+        assert_eq!(frames, 1);
     }
 }

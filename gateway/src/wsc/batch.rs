@@ -143,6 +143,7 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_frames::hub_frame;
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
@@ -207,40 +208,6 @@ mod tests {
             push(&mut b, 1, 1188, 64);
         }
         assert_eq!(shape(&b), vec![(1, 0, 54, 1200), (1, 54, 6, 1200)]);
-    }
-
-    /// A hub frame of payloads `bodies` bytes long (marker on the last).
-    fn hub_frame(bodies: &[usize]) -> Arc<HubFrame> {
-        let params = Arc::new(sources::ParameterSets {
-            codec: sources::Codec::H264,
-            vps: None,
-            sps: Bytes::from_static(&[0x67]),
-            pps: Bytes::from_static(&[0x68]),
-            width: 1,
-            height: 1,
-            rfc6381_codec: None,
-        });
-        Arc::new(HubFrame {
-            frame: sources::Frame {
-                codec: sources::Codec::H264,
-                data: Bytes::new(),
-                pts_90k: 0,
-                wall_ms: 0,
-                is_keyframe: false,
-                params,
-                is_slate: false,
-                starts_run: false,
-            },
-            packets: bodies
-                .iter()
-                .enumerate()
-                .map(|(k, &n)| hub::RtpPayload {
-                    payload: Bytes::from(vec![k as u8; n]),
-                    marker: k + 1 == bodies.len(),
-                })
-                .collect(),
-            index: 0,
-        })
     }
 
     #[test]
