@@ -65,7 +65,7 @@ fn run(to: &[SocketAddr], frames: mpsc::Receiver<Arc<HubFrame>>) -> std::io::Res
     let sender = UdpSocket::bind("127.0.0.1:0")?;
     let mut buf = Vec::new();
     let mut runs = Vec::new();
-    let mut cmsgs: Vec<[u64; 4]> = Vec::new();
+    let mut cmsgs: Vec<gateway::wsc::mmsg::CmsgBuf> = Vec::new();
     let mut iovs: Vec<libc::iovec> = Vec::new();
     let mut msgs: Vec<libc::mmsghdr> = Vec::new();
     let (mut seq, mut timestamp) = (0u16, 0u32);
@@ -77,10 +77,7 @@ fn run(to: &[SocketAddr], frames: mpsc::Receiver<Arc<HubFrame>>) -> std::io::Res
             iov_base: buf[r.start..].as_ptr() as *mut libc::c_void,
             iov_len: r.len,
         }));
-        cmsgs.resize(runs.len(), [0; 4]);
-        for (r, c) in runs.iter().zip(cmsgs.iter_mut()) {
-            write_segment_size(c, r.segment as u16);
-        }
+        cmsgs.resize(runs.len() * addrs.len(), [0; 4]);
         msgs.clear();
         for a in &addrs {
             for (k, r) in runs.iter().enumerate() {
@@ -91,10 +88,8 @@ fn run(to: &[SocketAddr], frames: mpsc::Receiver<Arc<HubFrame>>) -> std::io::Res
                 h.msg_iov = &mut iovs[k];
                 h.msg_iovlen = 1;
                 if r.count > 1 {
-                    h.msg_control = cmsgs[k].as_mut_ptr() as *mut libc::c_void;
-                    // SAFETY: CMSG_SPACE is a pure size computation.
-                    h.msg_controllen =
-                        unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
+                    let c = &mut cmsgs[msgs.len()];
+                    gateway::wsc::mmsg::set_segment_size(&mut h, c, r.segment as u16);
                 }
                 msgs.push(libc::mmsghdr {
                     msg_hdr: h,
@@ -170,66 +165,18 @@ fn lay_out(
     }
 }
 
-/// One `UDP_SEGMENT` control message of `segment` bytes.
-fn write_segment_size(buf: &mut [u64; 4], segment: u16) {
-    // SAFETY: a msghdr pointing at `buf` only for the CMSG macros, which stay within the room one u16 needs.
-    unsafe {
-        let mut h: libc::msghdr = std::mem::zeroed();
-        h.msg_control = buf.as_mut_ptr() as *mut libc::c_void;
-        h.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) as usize;
-        let c = libc::CMSG_FIRSTHDR(&h);
-        (*c).cmsg_level = libc::SOL_UDP;
-        (*c).cmsg_type = libc::UDP_SEGMENT;
-        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, segment);
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-    use sources::{Codec, Frame, ParameterSets};
+    use hub::test_util::frame_of_sizes;
 
     use super::*;
-
-    fn frame(bodies: &[usize]) -> HubFrame {
-        HubFrame {
-            frame: Frame {
-                codec: Codec::H264,
-                data: Bytes::new(),
-                pts_90k: 0,
-                wall_ms: 0,
-                is_keyframe: true,
-                params: Arc::new(ParameterSets {
-                    codec: Codec::H264,
-                    vps: None,
-                    sps: Bytes::from_static(&[0x67]),
-                    pps: Bytes::from_static(&[0x68]),
-                    width: 1,
-                    height: 1,
-                    rfc6381_codec: None,
-                }),
-                is_slate: false,
-                starts_run: false,
-            },
-            packets: bodies
-                .iter()
-                .enumerate()
-                .map(|(k, &n)| hub::RtpPayload {
-                    payload: Bytes::from(vec![k as u8; n]),
-                    marker: k + 1 == bodies.len(),
-                })
-                .collect(),
-            index: 0,
-        }
-    }
 
     #[test]
     fn a_frame_is_laid_out_once_in_gso_runs() {
         let (mut buf, mut runs, mut seq) = (Vec::new(), Vec::new(), 65535);
-        // A keyframe: SPS, PPS, three full fragments and a short last one.
+        // Packets as a keyframe's: SPS, PPS, three full fragments and a short last one.
         lay_out(
-            &frame(&[20, 8, 1188, 1188, 1188, 400]),
+            &frame_of_sizes(&[20, 8, 1188, 1188, 1188, 400]),
             &mut seq,
             3000,
             &mut buf,

@@ -22,8 +22,6 @@ mod server;
 pub mod session_control;
 pub mod store;
 mod tcp_tuning;
-#[cfg(test)]
-mod test_frames;
 mod tls;
 mod tokens_api;
 mod udp_gso;

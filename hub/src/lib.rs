@@ -16,6 +16,8 @@ mod hub;
 pub mod packetizer;
 mod rtp;
 mod stats;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 
 pub use hub::{Hub, HubFrame, HubOptions, Subscriber};
 pub use packetizer::{packetize, RtpPayload, DEFAULT_MTU};

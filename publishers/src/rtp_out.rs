@@ -178,39 +178,14 @@ pub(crate) mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
-    use hub::RtpPayload;
-    use sources::{Codec, Frame, ParameterSets};
 
     use super::*;
 
     pub(crate) fn hf(key: bool, pts: i64, packets: usize) -> HubFrame {
-        HubFrame {
-            frame: Frame {
-                codec: Codec::H264,
-                data: Bytes::new(),
-                pts_90k: pts,
-                wall_ms: pts / 90,
-                is_keyframe: key,
-                params: Arc::new(ParameterSets {
-                    codec: Codec::H264,
-                    vps: None,
-                    sps: Bytes::from_static(&[0x67]),
-                    pps: Bytes::from_static(&[0x68]),
-                    width: 1,
-                    height: 1,
-                    rfc6381_codec: None,
-                }),
-                is_slate: false,
-                starts_run: false,
-            },
-            packets: (0..packets)
-                .map(|i| RtpPayload {
-                    payload: Bytes::from(vec![0x41, i as u8]),
-                    marker: i + 1 == packets,
-                })
-                .collect(),
-            index: 0,
-        }
+        let payloads = (0..packets)
+            .map(|i| Bytes::from(vec![0x41, i as u8]))
+            .collect();
+        hub::test_util::frame_with_payloads(payloads, key, pts)
     }
 
     /// What `write_frame` numbered, packet by packet.

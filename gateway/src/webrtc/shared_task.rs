@@ -278,14 +278,13 @@ fn tagged(d: Datagram) -> TaggedBytesMut {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_frames::hub_frame;
 
     #[test]
     fn a_frame_longer_than_a_turn_is_cut_and_goes_on_in_order() {
         let f = OutFrame {
             first_seq: 65530,
             timestamp: 9000,
-            frame: hub_frame(&[1000; 40]),
+            frame: Arc::new(hub::test_util::frame_of_sizes(&[1000; 40])),
         };
         // The turn already holds one packet (a retransmission, say): the frame fills the rest of it.
         let (mut packets, mut frames) = (Vec::new(), 0);

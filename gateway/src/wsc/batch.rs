@@ -143,7 +143,6 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_frames::hub_frame;
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
@@ -212,7 +211,7 @@ mod tests {
 
     #[test]
     fn a_frame_pushed_whole_is_its_packets_over_the_hubs_payloads() {
-        let f = hub_frame(&[1188, 1188, 400]);
+        let f = Arc::new(hub::test_util::frame_of_sizes(&[1188, 1188, 400]));
         let mut b = Batch::default();
         for (port, first_seq) in [(1, 100u16), (2, 65535)] {
             let out = OutFrame {
@@ -239,7 +238,7 @@ mod tests {
             assert_eq!(&h[8..12], &(1 + i as u32 / 3).to_be_bytes());
         }
         // A different frame after it gets its own handle; a packet of its own keeps its bytes.
-        let g = hub_frame(&[100]);
+        let g = Arc::new(hub::test_util::frame_of_sizes(&[100]));
         let out = OutFrame {
             first_seq: 7,
             timestamp: 12000,

@@ -18,7 +18,7 @@ use super::batch::{Batch, Message};
 pub const MESSAGES_PER_CALL: usize = 256;
 
 /// Room for one `UDP_SEGMENT` control message (a `u16`), 8-byte aligned as `cmsghdr` wants.
-type CmsgBuf = [u64; 4];
+pub type CmsgBuf = [u64; 4];
 
 /// Sends every message of `batch` from `socket` in order, waiting while its buffer is full. A message the kernel
 /// refuses for another reason (an ICMP error reported late, an address it can't reach) is skipped: it is one
@@ -167,8 +167,9 @@ fn send_chunk_with(
     Ok(sent as usize)
 }
 
-/// Attaches a `UDP_SEGMENT` control message of `segment` bytes to `hdr`, in `buf`.
-fn set_segment_size(hdr: &mut libc::msghdr, buf: &mut CmsgBuf, segment: u16) {
+/// Attaches a `UDP_SEGMENT` control message of `segment` bytes to `hdr`, in `buf` (public for the benchmark's
+/// reference sender, which sends GSO messages as this module does).
+pub fn set_segment_size(hdr: &mut libc::msghdr, buf: &mut CmsgBuf, segment: u16) {
     hdr.msg_control = buf.as_mut_ptr() as *mut libc::c_void;
     // SAFETY: CMSG_SPACE is a pure size computation.
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;

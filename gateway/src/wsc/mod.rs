@@ -5,7 +5,7 @@
 
 mod batch;
 pub mod forwarder;
-mod mmsg;
+pub mod mmsg;
 mod session_task;
 pub mod udp;
 
