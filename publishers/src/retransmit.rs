@@ -10,33 +10,23 @@
 //! PID is a lost sequence number; bit i of BLP (LSB first) marks PID+i+1 as lost too.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
-use hub::HubFrame;
-
-use crate::rtp_out::OutPacket;
+use crate::rtp_out::{OutFrame, OutPacket};
 
 /// Packets kept per viewer: about a second of a 4 Mbps stream at 1200-byte payloads.
 pub const DEFAULT_HISTORY: usize = 512;
 
 /// The last sent packets of one viewer, by sequence number. A frame's packets take consecutive sequence numbers,
-/// so it keeps one entry per frame sent: its first sequence number, its RTP timestamp and the hub's frame (whose
-/// shared payloads the packets were). About 40 bytes a frame; one entry per packet was 40 bytes a packet, 20 KiB
+/// so it keeps one entry per frame sent, the [`OutFrame`] the viewer core handed out: its first sequence number,
+/// its RTP timestamp and the hub's frame (whose shared payloads the packets were). About 40 bytes a frame; one entry per packet was 40 bytes a packet, 20 KiB
 /// per viewer for a second of 4 Mbit/s, a third of what a WSC-RTP viewer costs the gateway.
 #[derive(Debug)]
 pub struct SendHistory {
-    frames: VecDeque<SentFrame>,
+    frames: VecDeque<OutFrame>,
     /// Packets of the frames held.
     packets: usize,
     /// Packets to keep at least; whole frames go once the newer ones hold this many.
     capacity: usize,
-}
-
-#[derive(Debug)]
-struct SentFrame {
-    first_seq: u16,
-    timestamp: u32,
-    frame: Arc<HubFrame>,
 }
 
 impl SendHistory {
@@ -48,17 +38,12 @@ impl SendHistory {
         }
     }
 
-    /// Remembers a frame sent as `frame.packets`, numbered from `first_seq`, at RTP time `timestamp`; the oldest
-    /// frames go once the others hold `capacity` packets.
-    pub fn push_frame(&mut self, first_seq: u16, timestamp: u32, frame: Arc<HubFrame>) {
-        self.packets += frame.packets.len();
-        self.frames.push_back(SentFrame {
-            first_seq,
-            timestamp,
-            frame,
-        });
+    /// Remembers a frame sent; the oldest frames go once the others hold `capacity` packets.
+    pub fn push_frame(&mut self, frame: OutFrame) {
+        self.packets += frame.len();
+        self.frames.push_back(frame);
         while let Some(oldest) = self.frames.front() {
-            let rest = self.packets - oldest.frame.packets.len();
+            let rest = self.packets - oldest.len();
             if rest < self.capacity {
                 break;
             }
@@ -72,13 +57,7 @@ impl SendHistory {
         // NACKs name recent packets: look from the newest frame back.
         self.frames.iter().rev().find_map(|f| {
             let offset = usize::from(seq.wrapping_sub(f.first_seq));
-            let p = f.frame.packets.get(offset)?;
-            Some(OutPacket {
-                seq,
-                timestamp: f.timestamp,
-                marker: p.marker,
-                payload: p.payload.clone(),
-            })
+            (offset < f.len()).then(|| f.packet(offset))
         })
     }
 }
@@ -150,8 +129,19 @@ pub fn parse_feedback(mut data: &[u8], media_ssrc: u32) -> Result<Vec<Feedback>,
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::rtp_out::tests::hf;
+
+    /// A frame of `n` packets sent numbered from `first_seq` at `timestamp`.
+    fn sent(first_seq: u16, timestamp: u32, key: bool, n: usize) -> OutFrame {
+        OutFrame {
+            first_seq,
+            timestamp,
+            frame: Arc::new(hf(key, 0, n)),
+        }
+    }
 
     #[test]
     fn history_keeps_the_last_frames_across_wrap() {
@@ -159,7 +149,7 @@ mod tests {
         // Frames of 3, 2 and 2 packets numbered 65533..=65535, 0..=1, 2..=3.
         let sizes = [(65533u16, 3usize), (0, 2), (2, 2)];
         for (i, (first, n)) in sizes.into_iter().enumerate() {
-            h.push_frame(first, i as u32 * 3000, Arc::new(hf(false, 0, n)));
+            h.push_frame(sent(first, i as u32 * 3000, false, n));
         }
         assert!(
             h.get(65535).is_none(),
@@ -176,13 +166,13 @@ mod tests {
     #[test]
     fn history_keeps_at_least_its_capacity() {
         let mut h = SendHistory::new(4);
-        h.push_frame(10, 0, Arc::new(hf(true, 0, 3)));
-        h.push_frame(13, 1, Arc::new(hf(false, 0, 3)));
+        h.push_frame(sent(10, 0, true, 3));
+        h.push_frame(sent(13, 1, false, 3));
         assert!(
             h.get(10).is_some(),
             "the newest frame alone holds fewer than 4"
         );
-        h.push_frame(16, 2, Arc::new(hf(false, 0, 1)));
+        h.push_frame(sent(16, 2, false, 1));
         assert!(h.get(12).is_none() && h.get(13).is_some());
     }
 

@@ -27,7 +27,7 @@ use testdata::stamp;
 use crate::gateway_process::GatewayProcess;
 use crate::raw_frames::FloorSender;
 use crate::report::{quantile, Row};
-use crate::sinks::{Arrival, Receive, Sinks};
+use crate::sinks::{Arrival, Receive, RunningSinks, Sinks};
 use crate::{camera, wsc_viewers, Ctx};
 
 const SCENARIO: &str = "Latency added";
@@ -41,14 +41,8 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         let mut sinks = Sinks::bind(n, Receive::Coalesced)?;
         let sessions = wsc_viewers::open(&gw.base, "cam", &mut sinks).await?;
         let receiving = sinks.start(true);
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        receiving.take_arrivals();
-        direct.take();
-        tokio::time::sleep(ctx.window).await;
-        let via = receiving.take_arrivals();
-        // The direct path also gets the frames that were still on their way through the gateway.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let straight = direct.take();
+        let (via, straight) =
+            measure(&receiving, &direct, Duration::from_secs(2), ctx.window).await;
         let unread_kib = receiving.unread_bytes() / 1024;
         drop(sessions);
         let mut sinks = receiving.stop();
@@ -132,17 +126,29 @@ async fn floor(ctx: &Ctx, sinks: Sinks, direct: &DirectPath) -> anyhow::Result<P
     let receiving = sinks.start(true);
     let sender = FloorSender::start(ctx.gateway_cpu, order)?;
     direct.feed(Some(sender.feeder()));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    receiving.take_arrivals();
-    direct.take();
-    tokio::time::sleep(ctx.window).await;
-    let via = receiving.take_arrivals();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (via, straight) = measure(&receiving, direct, Duration::from_secs(1), ctx.window).await;
     direct.feed(None);
-    let straight = direct.take();
     receiving.stop();
     sender.stop()?;
     Ok(Paired::new(&via, &straight))
+}
+
+/// The stamped arrivals on the sampled receivers over `window` after `warmup`, and the direct path's frames over
+/// the same window.
+async fn measure(
+    receiving: &RunningSinks,
+    direct: &DirectPath,
+    warmup: Duration,
+    window: Duration,
+) -> (Vec<Arrival>, Vec<(u64, f64)>) {
+    tokio::time::sleep(warmup).await;
+    receiving.take_arrivals();
+    direct.take();
+    tokio::time::sleep(window).await;
+    let via = receiving.take_arrivals();
+    // The direct path also gets the frames that were still on their way through the other path.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (via, direct.take())
 }
 
 /// Each gateway-path arrival beside the direct path's arrival of the same frame.

@@ -563,7 +563,7 @@ impl ViewerCore {
             return;
         }
         if let Some(h) = &mut self.history {
-            h.push_frame(out.first_seq, timestamp, f.clone());
+            h.push_frame(out.clone());
         }
         let bytes = out.bytes();
         self.stats.packets_sent += out.len() as u64;
